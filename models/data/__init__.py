@@ -1,0 +1,13 @@
+"""Data: RecBole atomic files, dataset fetching and caching, and the sequential protocol."""
+
+from models.data.atomic import AtomicFile, FieldType, read_atomic
+from models.data.sequential import SampleSet, SequentialData, load_sequential_data
+
+__all__ = [
+    "AtomicFile",
+    "FieldType",
+    "SampleSet",
+    "SequentialData",
+    "load_sequential_data",
+    "read_atomic",
+]

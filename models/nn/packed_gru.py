@@ -1,0 +1,178 @@
+"""A GRU that computes only the real (non-padding) steps, with a hand-written backward.
+
+RecBole runs ``nn.GRU`` over every one of the L = 50 steps and then reads the output at the last
+real item. The outputs at padding steps are never used, and a GRU is causal, so skipping them
+changes nothing that is computed for the loss. On ml-100k 22 % of the steps are padding.
+
+Layout: rows are sorted by length (descending) and packed time-major, so at step t the active
+rows are a prefix of size ``batch_sizes[t]``; each step is one [b_t, H] x [H, 3H] matmul. The input
+projection of every step is one large matmul before the loop, and in the backward pass the weight
+gradient of the recurrence is one large matmul after it (as cuDNN does), instead of 50 small ones.
+Parameters, their names and their initialisation are those of ``nn.GRU(bias=False)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class PackInfo:
+    """Where each real step of a right-padded batch lives in the packed, time-major layout."""
+
+    batch_sizes: list[int]  # active rows at each step, non-increasing
+    offsets: list[int]  # start of each step in the packed tensor
+    flat_index: torch.Tensor  # [T] index into the [B * L] flattened input
+    last_index: torch.Tensor  # [B] packed position of each row's last real step, original row order
+
+    @staticmethod
+    def from_lengths(lengths: torch.Tensor, seq_len: int) -> PackInfo:
+        lengths_cpu = lengths.detach().to("cpu", torch.int64)
+        batch = lengths_cpu.shape[0]
+        sorted_len, order = torch.sort(lengths_cpu, descending=True, stable=True)
+        max_len = int(sorted_len[0])
+        counts = torch.bincount(sorted_len, minlength=max_len + 1)
+        batch_sizes_t = batch - torch.cumsum(counts, 0)[:max_len]  # rows with length > t
+        batch_sizes = batch_sizes_t.tolist()
+        offsets_t = torch.cumsum(batch_sizes_t, 0) - batch_sizes_t
+        steps = torch.arange(max_len)
+        active = steps[:, None] < sorted_len[None, :]  # [T_max, B], time-major
+        step_of, slot_of = active.nonzero(as_tuple=True)
+        flat_index = order[slot_of] * seq_len + step_of
+        last_sorted = offsets_t[sorted_len - 1] + torch.arange(batch)
+        last_index = torch.empty_like(last_sorted)
+        last_index[order] = last_sorted
+        device = lengths.device
+        return PackInfo(batch_sizes, offsets_t.tolist(), flat_index.to(device), last_index.to(device))
+
+
+def _tanh_(x: torch.Tensor) -> torch.Tensor:
+    """In-place tanh(x) = 2 * sigmoid(2x) - 1: torch's CPU tanh is ~5x slower than its sigmoid."""
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+class _GRURecurrence(torch.autograd.Function):
+    """h_t = GRU cell(gi_t, h_{t-1}) over packed steps, given the input projections.
+
+    Inputs: gi_rz [T, 2H] (reset and update gates), gi_n [T, H] (candidate), w_hh [3H, H] in
+    nn.GRU's (r, z, n) order. Output: h [T, H]. Every buffer is contiguous so each step works on
+    row slices; the saved gates make the backward pass elementwise plus one matmul per step.
+    """
+
+    @staticmethod
+    def forward(ctx, gi_rz, gi_n, w_hh, batch_sizes: list[int], offsets: list[int]):  # type: ignore[override]
+        hidden = w_hh.shape[1]
+        total = gi_n.shape[0]
+        out = gi_n.new_empty(total, hidden)
+        rz_all = gi_n.new_empty(total, 2 * hidden)  # sigmoid(r), sigmoid(z)
+        n_all = gi_n.new_empty(total, hidden)  # tanh candidate
+        ghn_all = gi_n.new_zeros(total, hidden)  # W_hn h_{t-1}, needed for dL/dr
+        gh = gi_n.new_empty(batch_sizes[0], 3 * hidden)
+        w_hh_t = w_hh.t()
+        for step, rows in enumerate(batch_sizes):
+            start = offsets[step]
+            cur = slice(start, start + rows)
+            rz, n = rz_all[cur], n_all[cur]
+            if step == 0:  # h_0 = 0: no recurrent term
+                torch.sigmoid(gi_rz[cur], out=rz)
+                _tanh_(n.copy_(gi_n[cur]))
+                torch.mul(n, rz[:, hidden:], out=out[cur]).neg_().add_(n)  # (1 - z) * n
+                continue
+            prev = offsets[step - 1]
+            h_prev = out[prev : prev + rows]
+            gh_t = torch.mm(h_prev, w_hh_t, out=gh[:rows])  # [b, 3H]
+            torch.add(gi_rz[cur], gh_t[:, : 2 * hidden], out=rz).sigmoid_()
+            ghn = ghn_all[cur].copy_(gh_t[:, 2 * hidden :])
+            _tanh_(torch.addcmul(gi_n[cur], rz[:, :hidden], ghn, out=n))
+            torch.lerp(n, h_prev, rz[:, hidden:], out=out[cur])  # (1 - z) * n + z * h_prev
+        ctx.save_for_backward(w_hh, out, rz_all, n_all, ghn_all)
+        ctx.batch_sizes, ctx.offsets = batch_sizes, offsets
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        w_hh, out, rz_all, n_all, ghn_all = ctx.saved_tensors
+        batch_sizes, offsets = ctx.batch_sizes, ctx.offsets
+        hidden = w_hh.shape[1]
+        grad_rz = torch.empty_like(rz_all)  # dL/d(pre-activation of r, z) = dL/dgi = dL/dgh
+        grad_gi_n = torch.empty_like(n_all)  # dL/d(pre-activation of n) = dL/dgi_n
+        grad_gh_n = torch.empty_like(n_all)  # = r * dL/dgi_n
+        dh = grad_out.new_zeros(batch_sizes[0], hidden)
+        grad_out = grad_out.contiguous()
+        w_rz, w_n = w_hh[: 2 * hidden], w_hh[2 * hidden :]
+        for step in range(len(batch_sizes) - 1, -1, -1):
+            rows, start = batch_sizes[step], offsets[step]
+            cur = slice(start, start + rows)
+            dh_t = dh[:rows].add_(grad_out[cur])
+            rz, n = rz_all[cur], n_all[cur]
+            r, z = rz[:, :hidden], rz[:, hidden:]
+            d_rz = grad_rz[cur]
+            d_r, d_z = d_rz[:, :hidden], d_rz[:, hidden:]
+            # h = n + z * (h_prev - n)
+            d_an = torch.mul(dh_t, 1 - z, out=grad_gi_n[cur]).mul_(1 - n * n)
+            if step:
+                prev = offsets[step - 1]
+                h_prev = out[prev : prev + rows]
+                torch.sub(h_prev, n, out=d_z)
+            else:
+                torch.neg(n, out=d_z)
+            d_z.mul_(dh_t).mul_(z).mul_(1 - z)
+            torch.mul(d_an, ghn_all[cur], out=d_r).mul_(r).mul_(1 - r)
+            if step:
+                d_ghn = torch.mul(d_an, r, out=grad_gh_n[cur])
+                dh_t.mul_(z).addmm_(d_rz, w_rz).addmm_(d_ghn, w_n)  # dL/dh_prev
+        grad_w = torch.zeros_like(w_hh)
+        if ctx.needs_input_grad[2] and len(batch_sizes) > 1:
+            first = batch_sizes[0]
+            prev_rows = torch.cat(
+                [out[offsets[s - 1] : offsets[s - 1] + batch_sizes[s]] for s in range(1, len(batch_sizes))]
+            )
+            # one large matmul per gate block instead of one small one per step
+            torch.mm(grad_rz[first:].t(), prev_rows, out=grad_w[: 2 * hidden])
+            torch.mm(grad_gh_n[first:].t(), prev_rows, out=grad_w[2 * hidden :])
+        return grad_rz, grad_gi_n, grad_w, None, None
+
+
+class PackedGRU(nn.GRU):
+    """``nn.GRU(bias=False, batch_first=True)`` that returns each row's output at its last real step."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=False, batch_first=True)
+
+    def last_hidden(
+        self,
+        x: torch.Tensor | None,
+        pack: PackInfo,
+        input_table: torch.Tensor | None = None,
+        item_seq: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Top-layer output at each row's last real step: [B, H].
+
+        Either ``x`` [B, L, E] is given, or (inference) ``input_table`` [N, E] with ``item_seq``
+        [B, L]: then the first layer's input projection is a row lookup in ``input_table @ W_ih^T``
+        instead of a matmul per step (the same products, computed once per item).
+        """
+        hidden = self.hidden_size
+        layer_input: torch.Tensor | None = None
+        for layer in range(self.num_layers):
+            w_ih = getattr(self, f"weight_ih_l{layer}")
+            w_hh = getattr(self, f"weight_hh_l{layer}")
+            w_rz, w_n = w_ih[: 2 * hidden], w_ih[2 * hidden :]
+            if layer == 0 and input_table is not None:
+                assert item_seq is not None
+                packed_items = item_seq.reshape(-1).index_select(0, pack.flat_index)  # [T]
+                gi_rz = (input_table @ w_rz.t()).index_select(0, packed_items)  # [T, 2H]
+                gi_n = (input_table @ w_n.t()).index_select(0, packed_items)  # [T, H]
+            else:
+                if layer == 0:
+                    assert x is not None
+                    layer_input = x.reshape(-1, x.shape[-1]).index_select(0, pack.flat_index)  # [T, E]
+                assert layer_input is not None
+                gi_rz = layer_input @ w_rz.t()  # [T, 2H]
+                gi_n = layer_input @ w_n.t()  # [T, H]
+            layer_input = _GRURecurrence.apply(gi_rz, gi_n, w_hh, pack.batch_sizes, pack.offsets)
+        assert layer_input is not None
+        return layer_input.index_select(0, pack.last_index)

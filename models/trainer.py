@@ -1,0 +1,307 @@
+"""Training and evaluation with RecBole's protocol: Adam, per-epoch validation, early stopping on
+``valid_metric``, then the test set scored with the best-validation weights.
+
+RecBole's sources of randomness are reproduced in the same order, so a seed gives RecBole's
+initial weights, batch order and dropout masks: ``init_seed`` before the data and again before
+the model; a dedicated ``torch.Generator(seed)`` shuffles the training set (one int64 draw and two
+permutations per epoch, as torch's DataLoader + RandomSampler consume it); BPR negatives come
+from numpy's global RNG, redrawn where they equal the target.
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.base import SequentialRecommender
+from models.config import Config
+from models.data.sequential import Batch, SampleSet, SequentialData, load_sequential_data
+from models.errors import ConfigError
+from models.metrics import TopKAccumulator
+from models.registry import create_model
+from models.utils import atomic_path, init_seed, resolve_device
+
+
+@dataclass
+class EpochReport:
+    """What the per-epoch callback receives."""
+
+    epoch: int  # 0-based, as RecBole logs it
+    train_loss: float  # sum of batch losses over the epoch (RecBole's "train loss")
+    train_seconds: float
+    valid_result: dict[str, float] | None  # None on epochs without evaluation (eval_step)
+    valid_score: float | None
+    valid_seconds: float
+    best_valid_score: float
+    best_epoch: int
+    improved: bool
+
+
+@dataclass
+class TrainResult:
+    model: str
+    best_valid_score: float
+    valid_score_bigger: bool
+    best_valid_result: dict[str, float]
+    test_result: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    stopped_by_callback: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    checkpoint: str | None = None
+    data_summary: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EpochCallback = Callable[[EpochReport], "bool | None"]
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in glibc's heap instead of returning it to the OS.
+
+    A training step allocates tensors of tens of MB; by default glibc maps each one fresh and the
+    kernel zero-fills every page on first touch, which cost ~25 % of an epoch here. This changes
+    how fast memory is obtained, never what is computed.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 2**31 - 1)
+        libc.mallopt(m_trim_threshold, 2**31 - 1)
+        libc.mallopt(m_top_pad, 256 << 20)
+    except (OSError, AttributeError):
+        pass
+    _ALLOCATOR_TUNED = True
+
+
+class TrainShuffler:
+    """RecBole's training order: DataLoader(shuffle=True, generator=Generator().manual_seed(seed))."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed)
+
+    def epoch_order(self) -> torch.Tensor:
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # DataLoader's base seed
+        order = torch.randperm(self.n, generator=self.generator)
+        torch.randperm(self.n, generator=self.generator)  # RandomSampler's trailing n % n draw
+        return order
+
+
+def sample_negatives(target: np.ndarray, n_items: int) -> np.ndarray:
+    """One uniform negative in [1, n_items) per row, redrawn while it equals the row's target."""
+    negatives = np.random.randint(1, n_items, len(target))
+    redraw = np.flatnonzero(negatives == target)
+    while len(redraw):
+        negatives[redraw] = np.random.randint(1, n_items, len(redraw))
+        redraw = redraw[negatives[redraw] == target[redraw]]
+    return negatives
+
+
+def progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def show_progress(config: Config) -> bool:
+    setting = config.get("show_progress", "auto")
+    if setting == "auto":
+        return sys.stderr.isatty()
+    return bool(setting)
+
+
+class Trainer:
+    def __init__(self, config: Config, model: SequentialRecommender, data: SequentialData) -> None:
+        self.config = config
+        self.model = model
+        self.data = data
+        self.device = torch.device(resolve_device(config.get("device")))
+        self.model.to(self.device)
+        learner = str(config["learner"]).lower()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
+                      "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
+        if learner not in optimizers:
+            raise ConfigError(f"{config.sources.get('learner')}: unknown learner {learner!r}; one of {', '.join(optimizers)}")
+        self.optimizer = optimizers[learner](params, lr=config["learning_rate"], weight_decay=config["weight_decay"])
+        self.shuffler = TrainShuffler(len(data.train), config["seed"])
+        self.bigger = bool(config["valid_metric_bigger"])
+        self.valid_key = str(config["valid_metric"]).lower()
+        self.show_progress = show_progress(config)
+
+    # -- one epoch -------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        train = self.data.train
+        order = self.shuffler.epoch_order()
+        batch_size = self.config["train_batch_size"]
+        clip = self.config.get("clip_grad_norm")
+        total = 0.0
+        starts = range(0, len(train), batch_size)
+        for start in progress(starts, self.show_progress, desc=f"epoch {epoch}", unit="batch"):
+            index = order[start : start + batch_size]
+            batch = train.batch(index)
+            if self.model.needs_negatives:
+                batch.neg_item = torch.from_numpy(sample_negatives(batch.target.numpy(), self.data.n_items))
+            batch = batch.to(self.device)
+            self.optimizer.zero_grad()
+            loss = self.model.calculate_loss(batch)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), **clip)
+            self.optimizer.step()
+            total += loss.item()
+            if not math.isfinite(total):
+                raise FloatingPointError(f"training loss is {total} at epoch {epoch}")
+        return total
+
+    @torch.no_grad()
+    def evaluate(self, samples: SampleSet) -> dict[str, float]:
+        self.model.eval()
+        accumulator = TopKAccumulator(self.config["metrics"], self.config["topk"], self.config["metric_decimal_place"])
+        for batch in samples.batches(self.config["eval_batch_size"]):
+            batch = batch.to(self.device)
+            scores = self.model.full_sort_predict(batch)  # [B, N]
+            scores[:, 0] = -torch.inf
+            accumulator.add(scores, batch.target)
+        return accumulator.result()
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self, callback: EpochCallback | None = None, checkpoint_path: Path | None = None) -> TrainResult:
+        cfg = self.config
+        best_score = -math.inf if self.bigger else math.inf
+        best_result: dict[str, float] | None = None
+        best_state: dict[str, torch.Tensor] | None = None
+        best_epoch, bad_evals = -1, 0
+        stopped_early = stopped_by_callback = False
+        history: list[dict[str, Any]] = []
+        train_seconds = eval_seconds = 0.0
+        eval_step = cfg["eval_step"]
+        epoch = -1
+        for epoch in range(cfg["epochs"]):
+            tic = time.perf_counter()
+            loss = self.train_epoch(epoch)
+            train_time = time.perf_counter() - tic
+            train_seconds += train_time
+            valid_result, valid_score, valid_time, improved = None, None, 0.0, False
+            if eval_step > 0 and (epoch + 1) % eval_step == 0 and len(self.data.valid):
+                tic = time.perf_counter()
+                valid_result = self.evaluate(self.data.valid)
+                valid_time = time.perf_counter() - tic
+                eval_seconds += valid_time
+                valid_score = valid_result[self.valid_key]
+                # RecBole's early_stopping: ties count as improvements
+                improved = valid_score >= best_score if self.bigger else valid_score <= best_score
+                if improved:
+                    best_score, best_result, best_epoch, bad_evals = valid_score, valid_result, epoch, 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    bad_evals += 1
+            elif eval_step <= 0 or not len(self.data.valid):  # RecBole keeps the last epoch
+                best_state, best_epoch, improved = copy.deepcopy(self.model.state_dict()), epoch, True
+            report = EpochReport(epoch, loss, train_time, valid_result, valid_score, valid_time,
+                                 best_score, best_epoch, improved)
+            history.append(asdict(report))
+            if callback is not None and callback(report):
+                stopped_by_callback = True
+                break
+            if bad_evals > cfg["stopping_step"]:
+                stopped_early = True
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        if checkpoint_path is not None and best_state is not None:
+            save_checkpoint(checkpoint_path, self.model, cfg, best_epoch)
+        tic = time.perf_counter()
+        test_result = self.evaluate(self.data.test)
+        eval_seconds += time.perf_counter() - tic
+        return TrainResult(
+            model=cfg.model,
+            best_valid_score=best_score if best_result is not None else float("nan"),
+            valid_score_bigger=self.bigger,
+            best_valid_result=best_result or {},
+            test_result=test_result,
+            best_epoch=best_epoch,
+            epochs_run=epoch + 1,
+            stopped_early=stopped_early,
+            stopped_by_callback=stopped_by_callback,
+            history=history,
+            train_seconds=train_seconds,
+            eval_seconds=eval_seconds,
+            checkpoint=str(checkpoint_path) if checkpoint_path is not None and best_state is not None else None,
+            data_summary=self.data.summary(),
+        )
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, config: Config, epoch: int) -> None:
+    """Write the weights and the plain config atomically; loadable with weights_only=True."""
+    state = {"state_dict": model.state_dict(), "epoch": epoch, "config": _plain(config.to_dict())}
+    with atomic_path(Path(path)) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    return state
+
+
+def _plain(value: Any) -> Any:
+    """Only primitive containers survive weights_only loading."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def prepare(config: Config, data: SequentialData | None = None) -> tuple[SequentialData, SequentialRecommender]:
+    """Seed, load (cached) data and build the model, in RecBole's order of RNG use."""
+    tune_allocator()
+    threads = int(config.get("threads") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    init_seed(config["seed"], config["reproducibility"])
+    if data is None:
+        data = load_sequential_data(config)
+    init_seed(config["seed"], config["reproducibility"])
+    model = create_model(config.model, config, data)
+    return data, model
+
+
+def train(
+    config: Config,
+    data: SequentialData | None = None,
+    callback: EpochCallback | None = None,
+    checkpoint_path: str | Path | None = None,
+) -> TrainResult:
+    """The library's one entry point: train a config, reporting each epoch, and return the result."""
+    data, model = prepare(config, data)
+    trainer = Trainer(config, model, data)
+    return trainer.fit(callback, Path(checkpoint_path) if checkpoint_path else None)

@@ -1,0 +1,69 @@
+"""GRU4Rec (Hidasi et al., 2016) as RecBole 1.2.1 defines it: embedding -> dropout -> GRU -> dense.
+
+The one deviation is how, not what: RecBole applies ``dense`` to all L outputs and runs the GRU
+over the padding; here the GRU runs only the real steps and ``dense`` only the gathered output,
+which is the same function of the same parameters (see models/nn/packed_gru.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.base import SequentialRecommender, scores_and_loss
+from models.data.sequential import Batch, SequentialData
+from models.nn.packed_gru import PackedGRU, PackInfo
+from models.registry import register_model
+
+
+@dataclass
+class GRU4RecConfig:
+    embedding_size: int = 64
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout_prob: float = 0.3
+    loss_type: str = "CE"
+
+
+@register_model
+class GRU4Rec(SequentialRecommender):
+    int_keys = ("embedding_size", "hidden_size", "num_layers")
+
+    def __init__(self, config: Any, data: SequentialData) -> None:
+        super().__init__(config, data)
+        cfg = GRU4RecConfig(**{k: config[k] for k in GRU4RecConfig.__dataclass_fields__})
+        self.cfg = cfg
+        # registration order and init order as RecBole, so a seed gives RecBole's initial weights
+        self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)
+        self.emb_dropout = nn.Dropout(cfg.dropout_prob)
+        self.gru_layers = PackedGRU(cfg.embedding_size, cfg.hidden_size, cfg.num_layers)
+        self.dense = nn.Linear(cfg.hidden_size, cfg.embedding_size)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Embedding):
+            nn.init.xavier_normal_(module.weight)
+        elif isinstance(module, nn.GRU):
+            nn.init.xavier_uniform_(module.weight_hh_l0)
+            nn.init.xavier_uniform_(module.weight_ih_l0)
+
+    def forward(self, item_seq: torch.Tensor, item_length: torch.Tensor) -> torch.Tensor:
+        pack = PackInfo.from_lengths(item_length, item_seq.shape[1])
+        if self.training:
+            x = self.emb_dropout(self.item_embedding(item_seq))  # [B, L, E], mask drawn as RecBole
+            h = self.gru_layers.last_hidden(x, pack)  # [B, H]
+        else:  # no dropout: project each item once instead of once per occurrence
+            h = self.gru_layers.last_hidden(None, pack, self.item_embedding.weight, item_seq)
+        return self.dense(h)  # [B, E]
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        seq_output = self.forward(batch.item_seq, batch.item_length)
+        return scores_and_loss(seq_output, self.item_embedding.weight, batch, self.loss_type)
+
+    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
+        seq_output = self.forward(batch.item_seq, batch.item_length)
+        return seq_output @ self.item_embedding.weight.t()  # [B, N]
