@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.config import build_config, parse_value
+from models.errors import ConfigError
+
+
+def test_layering_order(tmp_path: Path) -> None:
+    first = tmp_path / "a.yaml"
+    first.write_text("learning_rate: 0.01\nhidden_size: 32\nepochs: 7\n")
+    second = tmp_path / "b.yaml"
+    second.write_text("hidden_size: 16\n")
+    config = build_config("GRU4Rec", "ml-100k", [first, second], {"epochs": 3})
+    assert config["train_batch_size"] == 2048  # overall.yaml
+    assert config["dropout_prob"] == 0.3  # model yaml
+    assert config["MAX_ITEM_LIST_LENGTH"] == 50  # dataset yaml
+    assert config["learning_rate"] == 0.01 and config.sources["learning_rate"] == str(first)
+    assert config["hidden_size"] == 16  # later config file wins
+    assert config["epochs"] == 3 and config.sources["epochs"] == "overrides"
+    assert config["valid_metric_bigger"] is True
+    assert config.metric_keys == ["recall@10", "mrr@10", "ndcg@10", "hit@10", "precision@10"]
+
+
+def test_unknown_key_suggests_closest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"overrides: unknown config key 'learnig_rate' \(did you mean 'learning_rate'\?\)"):
+        build_config("GRU4Rec", overrides={"learnig_rate": 0.1})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("hiden_size: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'hiden_size' \(did you mean 'hidden_size'\?\)"):
+        build_config("GRU4Rec", config_files=[bad])
+
+
+def test_recbole_only_keys_warn() -> None:
+    config = build_config("GRU4Rec", overrides={"gpu_id": "0", "show_progress": False})
+    assert any("gpu_id" in w for w in config.warnings)
+    assert "gpu_id" not in config
+
+
+def test_unknown_model_and_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown model 'GRU5Rec' \(did you mean 'GRU4Rec'\?\)"):
+        build_config("GRU5Rec")
+    with pytest.raises(ConfigError, match="valid_metric 'MRR@20' is not computed"):
+        build_config("GRU4Rec", overrides={"valid_metric": "MRR@20"})
+    with pytest.raises(ConfigError, match="unsupported metric 'AUC'"):
+        build_config("GRU4Rec", overrides={"metrics": ["AUC"]})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="broken.yaml:"):
+        build_config("GRU4Rec", config_files=[broken])
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        build_config("GRU4Rec", config_files=[tmp_path / "missing.yaml"])
+
+
+def test_smaller_is_better_metric_and_model_case() -> None:
+    assert build_config("gru4rec").model == "GRU4Rec"
+    assert build_config("GRU4Rec", overrides={"valid_metric": "NDCG@10"})["valid_metric_bigger"] is True
+
+
+def test_parse_value_never_evaluates_code() -> None:
+    assert parse_value("[64, 128]") == [64, 128]
+    assert parse_value("0.001") == 0.001
+    assert parse_value("true") is True and parse_value("None") is None
+    assert parse_value("CE") == "CE"
+    assert parse_value("__import__('os').system('echo pwned')") == "__import__('os').system('echo pwned')"
