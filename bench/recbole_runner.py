@@ -79,6 +79,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     import logging
     from logging import getLogger
+
     import recbole
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation

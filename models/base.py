@@ -34,7 +34,9 @@ class SequentialRecommender(nn.Module):
                 raise ConfigError(f"{config.sources.get(key, key)}: {key} must be a positive integer, got {value!r}")
         self.loss_type = str(config["loss_type"]).upper()
         if self.loss_type not in {"CE", "BPR"}:
-            raise ConfigError(f"{config.sources.get('loss_type')}: loss_type must be CE or BPR, got {config['loss_type']!r}")
+            raise ConfigError(
+                f"{config.sources.get('loss_type')}: loss_type must be CE or BPR, got {config['loss_type']!r}"
+            )
         if self.loss_type == "BPR" and not config.get("train_neg_sample_args"):
             raise ConfigError(
                 "loss_type BPR needs train_neg_sample_args: {distribution: uniform, sample_num: 1}"

@@ -25,7 +25,7 @@ import torch
 
 from models.base import SequentialRecommender
 from models.config import Config
-from models.data.sequential import Batch, SampleSet, SequentialData, load_sequential_data
+from models.data.sequential import SampleSet, SequentialData, load_sequential_data
 from models.errors import ConfigError
 from models.metrics import TopKAccumulator
 from models.registry import create_model
@@ -146,7 +146,8 @@ class Trainer:
         optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
                       "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
         if learner not in optimizers:
-            raise ConfigError(f"{config.sources.get('learner')}: unknown learner {learner!r}; one of {', '.join(optimizers)}")
+            known = ", ".join(optimizers)
+            raise ConfigError(f"{config.sources.get('learner')}: unknown learner {learner!r}; one of {known}")
         self.optimizer = optimizers[learner](params, lr=config["learning_rate"], weight_decay=config["weight_decay"])
         self.shuffler = TrainShuffler(len(data.train), config["seed"])
         self.bigger = bool(config["valid_metric_bigger"])
@@ -182,7 +183,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, samples: SampleSet) -> dict[str, float]:
         self.model.eval()
-        accumulator = TopKAccumulator(self.config["metrics"], self.config["topk"], self.config["metric_decimal_place"])
+        cfg = self.config
+        accumulator = TopKAccumulator(cfg["metrics"], cfg["topk"], cfg["metric_decimal_place"])
         for batch in samples.batches(self.config["eval_batch_size"]):
             batch = batch.to(self.device)
             scores = self.model.full_sort_predict(batch)  # [B, N]

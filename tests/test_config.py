@@ -25,7 +25,8 @@ def test_layering_order(tmp_path: Path) -> None:
 
 
 def test_unknown_key_suggests_closest(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"overrides: unknown config key 'learnig_rate' \(did you mean 'learning_rate'\?\)"):
+    expected = r"overrides: unknown config key 'learnig_rate' \(did you mean 'learning_rate'\?\)"
+    with pytest.raises(ConfigError, match=expected):
         build_config("GRU4Rec", overrides={"learnig_rate": 0.1})
     bad = tmp_path / "c.yaml"
     bad.write_text("hiden_size: 3\n")

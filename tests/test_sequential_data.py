@@ -11,6 +11,8 @@ from models.data.sequential import load_sequential_data
 from models.errors import DataError
 from tests.conftest import write_atomic
 
+INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+
 
 def _config(data_path: Path, dataset: str = "toy", **overrides):
     return build_config("GRU4Rec", dataset, overrides={"data_path": str(data_path), **overrides})
@@ -21,7 +23,7 @@ def test_id_mapping_padding_and_prefix_samples(tmp_path: Path) -> None:
         ["b", "y", 1, 10], ["a", "x", 1, 1], ["a", "z", 1, 3], ["a", "y", 1, 2],
         ["b", "x", 1, 11], ["a", "w", 1, 4], ["b", "q", 1, 12],
     ]
-    write_atomic(tmp_path / "toy" / "toy.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], rows)
+    write_atomic(tmp_path / "toy" / "toy.inter", INTER_HEADER, rows)
     data = load_sequential_data(_config(tmp_path, MAX_ITEM_LIST_LENGTH=2))
     # ids in order of first appearance in the file, 0 = padding
     assert data.user_tokens == ["[PAD]", "b", "a"]
@@ -69,7 +71,7 @@ def test_split_last_is_test_second_last_valid_no_leakage(synthetic_dir: Path) ->
 
 def test_equal_timestamps_keep_file_order(tmp_path: Path) -> None:
     rows = [["a", "p", 1, 5], ["a", "q", 1, 5], ["a", "r", 1, 5], ["a", "s", 1, 5]]
-    write_atomic(tmp_path / "toy" / "toy.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], rows)
+    write_atomic(tmp_path / "toy" / "toy.inter", INTER_HEADER, rows)
     data = load_sequential_data(_config(tmp_path))
     tok = {t: i for i, t in enumerate(data.item_tokens)}
     assert data.test.item_seq[0, :3].tolist() == [tok["p"], tok["q"], tok["r"]]
@@ -92,7 +94,8 @@ def test_cache_round_trip_gives_identical_tensors(synthetic_dir: Path, monkeypat
 def test_bad_data_path_and_field_type(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no toy.inter"):
         load_sequential_data(_config(tmp_path))
-    write_atomic(tmp_path / "toy" / "toy.inter", ["user_id:token", "item_id:token", "timestamp:token"], [["a", "b", "c"]])
+    header = ["user_id:token", "item_id:token", "timestamp:token"]
+    write_atomic(tmp_path / "toy" / "toy.inter", header, [["a", "b", "c"]])
     with pytest.raises(DataError, match="field 'timestamp' must be of type float"):
         load_sequential_data(_config(tmp_path))
 

@@ -82,7 +82,8 @@ def test_checkpoint_round_trip(synthetic_dir: Path, tmp_path: Path) -> None:
     result = trainer.fit(checkpoint_path=checkpoint)
     assert result.checkpoint == str(checkpoint) and checkpoint.is_file()
     _, fresh = prepare(_config(synthetic_dir, epochs=2, seed=7))
-    assert not all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    pairs = zip(fresh.state_dict().values(), model.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
     state = load_checkpoint(checkpoint, fresh)
     assert state["epoch"] == result.best_epoch and state["config"]["model"] == "GRU4Rec"
     for key, value in model.state_dict().items():
@@ -95,7 +96,8 @@ def test_bpr_and_negative_sampling(synthetic_dir: Path) -> None:
     target = np.random.randint(1, 5, 10_000)
     negatives = sample_negatives(target, 5)
     assert ((negatives >= 1) & (negatives < 5)).all() and (negatives != target).all()
-    config = _config(synthetic_dir, loss_type="BPR", train_neg_sample_args={"distribution": "uniform", "sample_num": 1})
+    negative_args = {"distribution": "uniform", "sample_num": 1}
+    config = _config(synthetic_dir, loss_type="BPR", train_neg_sample_args=negative_args)
     result = train(config)
     assert np.isfinite(result.history[-1]["train_loss"])
 

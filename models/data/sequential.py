@@ -112,11 +112,7 @@ def load_sequential_data(config: Any) -> SequentialData:
             raise ConfigError(f"{config.sources.get(key, key)}: {key} filtering is not supported yet; leave it ~")
     directory = resolve_dataset_dir(dataset, config.get("data_path"))
     inter_path = directory / f"{dataset}.inter"
-    inter_columns = list((config.get("load_col") or {}).get("inter") or [])
     fields = {k: config[k] for k in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD")}
-    for role, name in fields.items():
-        if name not in inter_columns:
-            inter_columns.append(name)
     checksum = sha256_of(inter_path)
     recipe = {
         "format": CACHE_FORMAT,
@@ -237,10 +233,9 @@ def _leave_one_out(sample_users: np.ndarray, sample_times: np.ndarray) -> tuple[
     is_last = np.ones(n, dtype=bool)
     is_last[:-1] = users[:-1] != users[1:]
     counts = np.bincount(users)[users]
-    from_end = np.zeros(n, dtype=np.int64)  # 0 = user's last sample, 1 = second-to-last, ...
     last_pos = np.flatnonzero(is_last)
     block_end = np.repeat(last_pos, np.diff(np.concatenate(([-1], last_pos))))
-    from_end = block_end - np.arange(n)
+    from_end = block_end - np.arange(n)  # 0 = user's last sample, 1 = second-to-last, ...
     test = from_end == 0
     valid = (from_end == 1) & (counts >= 3)
     train = ~(test | valid)

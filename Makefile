@@ -1,0 +1,32 @@
+# Two commands set up a fresh machine: `make run` (the main job) and `make test` (the suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONWARNINGS ?= ignore::FutureWarning
+
+.PHONY: setup run train test lint bench-speed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0          # the local CPU wheel, before anything pulls CUDA torch
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job: a tuning study on ml-100k, logged to MLflow (sqlite:///mlflow.db).
+run: setup
+	$(PY) run_hyper.py --model GRU4Rec --params_file hyper.test --epochs=3 --workers 2 --output_file results/hyper_example.result
+
+# One model, RecBole defaults.
+train: setup
+	$(PY) -m models.train --model GRU4Rec --dataset ml-100k
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m mypy models tuner
+
+bench-speed: setup
+	$(PY) bench/speed.py

@@ -1,0 +1,68 @@
+"""Bad input on the command line: one clear line, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, write_atomic
+
+
+def run_train(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "models.train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_model() -> None:
+    assert_one_line_error(run_train("--model", "GRU5Rec"), "unknown model 'GRU5Rec'", "GRU4Rec")
+
+
+def test_unknown_dataset() -> None:
+    assert_one_line_error(run_train("--dataset", "ml-10k"), "unknown dataset 'ml-10k'", "ml-100k")
+
+
+def test_unknown_key_both_flag_forms() -> None:
+    assert_one_line_error(run_train("--learnin_rate=0.1"), "'learnin_rate'", "'learning_rate'")
+    assert_one_line_error(run_train("--learnin_rate", "0.1"), "'learnin_rate'", "'learning_rate'")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_train("--config_files", str(tmp_path / "x.yaml")), "x.yaml: config file not found")
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "fragment"),
+    [
+        (["user_id:token", "item_id:token", "timestamp:date"], [["a", "b", "1"]], "unknown type 'date'"),
+        (["user_id:token", "item_id:token", "timestamp:float"], [["a", "b"]], "toy.inter:2: expected 3"),
+        (["user_id:token", "item_id:token"], [["a", "b"]], "missing column(s) timestamp"),
+    ],
+)
+def test_garbled_atomic_file(tmp_path: Path, header, rows, fragment) -> None:
+    write_atomic(tmp_path / "toy" / "toy.inter", header, rows)
+    assert_one_line_error(run_train("--dataset", "toy", f"--data_path={tmp_path}"), "toy.inter", fragment)
+
+
+def test_missing_atomic_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_train("--dataset", "toy", f"--data_path={tmp_path}"), "no toy.inter")
+
+
+def test_trains_synthetic_dataset_end_to_end(synthetic_dir: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "best.pth"
+    proc = run_train("--dataset=toy", f"--data_path={synthetic_dir}", "--epochs=2", "--hidden_size=8",
+                     "--embedding_size=4", "--checkpoint", str(ckpt))
+    assert proc.returncode == 0, proc.stderr
+    assert "best valid : recall@10 : " in proc.stdout and "test result: recall@10 : " in proc.stdout
+    assert ckpt.is_file()
