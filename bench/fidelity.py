@@ -1,0 +1,109 @@
+"""Side-by-side fidelity: seqtune vs RecBole 1.2.1 on the same protocol, per seed, then a table.
+
+    python bench/fidelity.py --model GRU4Rec --seeds 2020 2021 2022 [--recbole-seeds 2020] [--threads 1]
+
+Each run writes bench/results/fidelity_<tool>_<model>_seed<S>.json (an existing file is reused, so an
+interrupted comparison resumes); RecBole runs in its own venv through bench/recbole_runner.py
+(bench/setup_recbole.sh installs it). The table goes to bench/results/fidelity_<model>.json and is
+printed as Markdown for docs/fidelity.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+KEYS = ("mrr@10", "ndcg@10", "recall@10")
+
+
+def run_ours(model: str, seed: int, threads: int, extra: list[str]) -> dict:
+    out = RESULTS / f"fidelity_seqtune_{model.lower()}_seed{seed}.json"
+    if not out.is_file():
+        command = [sys.executable, "-m", "models.train", "--model", model, "--dataset", "ml-100k", f"--seed={seed}",
+                   f"--threads={threads}", "--show_progress=false", "--quiet", "--result_json", str(out), *extra]
+        subprocess.run(command, cwd=ROOT, check=True)
+    return json.loads(out.read_text())
+
+
+def run_recbole(model: str, seed: int, threads: int, extra: list[str]) -> dict:
+    out = RESULTS / f"fidelity_recbole_{model.lower()}_seed{seed}.json"
+    legacy = RESULTS / f"recbole_{model.lower()}_seed{seed}.json"
+    if legacy.is_file() and not out.is_file():
+        out.write_text(legacy.read_text())
+    if not out.is_file():
+        venv = Path(os.environ.get("RECBOLE_VENV", Path.home() / "recbole-venv"))
+        env = {**os.environ, "PYTHONPATH": os.environ.get("RAYSTUB", str(Path.home() / "raystub")),
+               "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
+        command = [str(venv / "bin" / "python"), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
+                   "--threads", str(threads), "--out", str(out), *extra]
+        subprocess.run(command, cwd=ROOT, env=env, check=True)
+    return json.loads(out.read_text())
+
+
+def summarize(model: str, ours: dict[int, dict], recbole: dict[int, dict]) -> dict:
+    def mean(runs: dict[int, dict]) -> dict[str, float]:
+        return {k: statistics.mean(r["test_result"][k] for r in runs.values()) for k in KEYS}
+
+    ours_mean, recbole_mean = mean(ours), mean(recbole)
+    return {
+        "model": model,
+        "seqtune": {s: {"test": r["test_result"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+                        "first_losses": [round(h["train_loss"], 4) for h in r["history"][:3]],
+                        "counts": r["data_summary"]} for s, r in ours.items()},
+        "recbole": {s: {"test": r["test_result"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+                        "first_losses": [round(x, 4) for x in r["train_losses"][:3]], "counts": r["counts"]}
+                    for s, r in recbole.items()},
+        "mean_seqtune": ours_mean,
+        "mean_recbole": recbole_mean,
+        "relative_diff": {k: ours_mean[k] / recbole_mean[k] - 1 for k in KEYS},
+    }
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| tool | seed | epochs run (best) | test MRR@10 | NDCG@10 | Recall@10 | first epoch losses |",
+             "|---|---|---|---|---|---|---|"]
+    for tool in ("recbole", "seqtune"):
+        for seed, r in summary[tool].items():
+            t = r["test"]
+            losses = ", ".join(str(x) for x in r["first_losses"])
+            lines.append(f"| {tool} | {seed} | {r['epochs_run']} ({r['best_epoch']}) | {t['mrr@10']:.4f} | "
+                         f"{t['ndcg@10']:.4f} | {t['recall@10']:.4f} | {losses} |")
+    for tool in ("recbole", "seqtune"):
+        m = summary[f"mean_{tool}"]
+        lines.append(f"| **{tool} mean** | | | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | |")
+    d = summary["relative_diff"]
+    lines.append(f"| **relative diff** | | | {d['mrr@10']:+.2%} | {d['ndcg@10']:+.2%} | {d['recall@10']:+.2%} | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="GRU4Rec")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
+    parser.add_argument("--recbole-seeds", type=int, nargs="*", default=None,
+                        help="seeds to run RecBole for (default: all --seeds)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference", default=None,
+                        help="JSON of RecBole per-seed test results standing in for seeds not run here")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    recbole_seeds = args.seeds if args.recbole_seeds is None else args.recbole_seeds
+    recbole = {s: run_recbole(args.model, s, args.threads, []) for s in recbole_seeds}
+    if args.reference:
+        for seed, row in json.loads(Path(args.reference).read_text()).items():
+            recbole.setdefault(int(seed), row)
+    ours = {s: run_ours(args.model, s, args.threads, []) for s in args.seeds}
+    summary = summarize(args.model, ours, recbole)
+    (RESULTS / f"fidelity_{args.model.lower()}.json").write_text(json.dumps(summary, indent=1))
+    print(markdown(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""seqtune's tuner: hyper.test search spaces, Optuna and Ray backends, tracking and reporting."""

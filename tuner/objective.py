@@ -1,0 +1,107 @@
+"""The one trial objective every backend calls: params in, trained result out.
+
+A backend gives the sampled config values and a ``Reporter``; the objective layers the config
+(defaults < dataset < config_files < trial params < command-line overrides), trains through the
+library's single API with a per-epoch callback, and returns a ``TrialOutcome``. The reporter decides
+whether to stop early (Optuna's pruners, Ray's schedulers) by returning True from ``report``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.config import Config, build_config
+
+
+class Reporter(ABC):
+    """How a backend hears about each epoch. Return True to stop the trial (pruned)."""
+
+    @abstractmethod
+    def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool: ...
+
+
+class NullReporter(Reporter):
+    def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool:
+        return False
+
+
+@dataclass
+class StudySpec:
+    """Everything a worker needs to run trials; plain data so it crosses process boundaries."""
+
+    model: str
+    dataset: str = "ml-100k"
+    config_files: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)  # --key=value from the command line
+
+    def config(self, params: dict[str, Any]) -> Config:
+        return build_config(self.model, self.dataset, self.config_files, {**params, **self.overrides},
+                            overrides_source="trial parameters / command line")
+
+
+@dataclass
+class TrialOutcome:
+    params: dict[str, Any]
+    best_valid_score: float
+    valid_score_bigger: bool
+    best_valid_result: dict[str, float]
+    test_result: dict[str, float]
+    pruned: bool
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    train_seconds: float
+    eval_seconds: float
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+
+    def attrs(self) -> dict[str, Any]:
+        """What a backend stores with the trial (JSON-serializable)."""
+        return {
+            "best_valid_result": self.best_valid_result,
+            "test_result": self.test_result,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "train_seconds": round(self.train_seconds, 3),
+            "eval_seconds": round(self.eval_seconds, 3),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_trial(spec: StudySpec, params: dict[str, Any], reporter: Reporter | None = None) -> TrialOutcome:
+    """Train one configuration; raises on failure (the backend records the trial FAILED)."""
+    from models.data.sequential import load_sequential_data
+    from models.trainer import EpochReport, train
+
+    reporter = reporter or NullReporter()
+    tic = time.perf_counter()
+    config = spec.config(params)
+    data = load_sequential_data(config)  # memoised per process: a worker tensorizes once
+
+    def on_epoch(report: EpochReport) -> bool:
+        if report.valid_score is None:
+            return False
+        return reporter.report(report.epoch, report.valid_score, report.valid_result or {}, report.train_loss)
+
+    result = train(config, data, callback=on_epoch)
+    if not math.isfinite(result.best_valid_score):
+        raise FloatingPointError("no finite validation score (diverged or no validation data)")
+    return TrialOutcome(
+        params=params,
+        best_valid_score=result.best_valid_score,
+        valid_score_bigger=result.valid_score_bigger,
+        best_valid_result=result.best_valid_result,
+        test_result=result.test_result,
+        pruned=result.stopped_by_callback,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        seconds=time.perf_counter() - tic,
+        train_seconds=result.train_seconds,
+        eval_seconds=result.eval_seconds,
+        history=result.history,
+        config=config.to_dict(),
+    )

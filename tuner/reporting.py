@@ -1,0 +1,157 @@
+"""Study results in every form users read: RecBole's output file, results.csv, best_config.yaml and a
+terminal table. All backends produce ``TrialRecord``s; nothing here knows which backend ran."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.metrics import format_result
+from models.utils import atomic_path
+
+FINISHED, PRUNED, FAILED, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: str
+    params: dict[str, Any]  # config values the trial ran with
+    best_valid_score: float | None = None
+    best_valid_result: dict[str, float] = field(default_factory=dict)
+    test_result: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+    epochs_run: int | None = None
+    error: str | None = None
+    seed: int | None = None
+
+    @property
+    def has_result(self) -> bool:
+        return self.state in (FINISHED, PRUNED) and bool(self.best_valid_result)
+
+
+def params2str(params: dict[str, Any]) -> str:
+    """RecBole's key: ``name:value`` pairs in alphabetical order (hyperopt sorts its dict space)."""
+    return ", ".join(f"{k}:{params[k]}" for k in sorted(params))
+
+
+def best_trial(records: Sequence[TrialRecord], bigger: bool) -> TrialRecord | None:
+    """The first trial with the best validation score (a later tie does not replace it, as RecBole)."""
+    best = None
+    for record in records:
+        if record.state != FINISHED or record.best_valid_score is None:
+            continue
+        if best is None or (record.best_valid_score > best.best_valid_score if bigger
+                            else record.best_valid_score < best.best_valid_score):
+            best = record
+    return best
+
+
+def recbole_output(records: Sequence[TrialRecord], bigger: bool, model: str) -> str:
+    """RecBole's export_result layout, then the best parameters and result it prints to stdout."""
+    out = io.StringIO()
+    for record in records:
+        if not record.has_result:
+            continue
+        out.write(f"{params2str(record.params)}\nValid result:\n{format_result(record.best_valid_result)}\n"
+                  f"Test result:\n{format_result(record.test_result)}\n\n")
+    best = best_trial(records, bigger)
+    if best is not None:
+        result = {"model": model, "best_valid_score": best.best_valid_score, "valid_score_bigger": bigger,
+                  "best_valid_result": best.best_valid_result, "test_result": best.test_result}
+        out.write(f"best params:  {dict(sorted(best.params.items()))}\nbest result: \n{result}\n")
+    return out.getvalue()
+
+
+def parse_recbole_output(text: str) -> list[tuple[dict[str, str], dict[str, float], dict[str, float]]]:
+    """Read back the trial blocks of an output file (RecBole's or ours)."""
+    blocks = []
+    lines = text.splitlines()
+    i = 0
+    while i + 4 < len(lines):
+        if lines[i + 1] == "Valid result:" and lines[i + 3] == "Test result:":
+            params = dict(part.split(":", 1) for part in lines[i].split(", ")) if lines[i] else {}
+            blocks.append((params, _metrics(lines[i + 2]), _metrics(lines[i + 4])))
+            i += 5
+        else:
+            i += 1
+    return blocks
+
+
+def _metrics(line: str) -> dict[str, float]:
+    pairs = [p.split(" : ") for p in line.split("    ") if p]
+    return {k: float(v) for k, v in pairs}
+
+
+def write_results_csv(path: Path, records: Sequence[TrialRecord], metric_keys: Sequence[str]) -> None:
+    param_names = sorted({name for r in records for name in r.params})
+    header = ["trial", "state", *param_names, "best_valid_score",
+              *[f"valid_{k}" for k in metric_keys], *[f"test_{k}" for k in metric_keys],
+              "epochs_run", "seconds", "error"]
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for r in records:
+            writer.writerow([r.number, r.state, *[_cell(r.params.get(p)) for p in param_names],
+                             _cell(r.best_valid_score),
+                             *[_cell(r.best_valid_result.get(k)) for k in metric_keys],
+                             *[_cell(r.test_result.get(k)) for k in metric_keys],
+                             _cell(r.epochs_run), _cell(None if r.seconds is None else round(r.seconds, 2)),
+                             r.error or ""])
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def best_config_yaml(model: str, dataset: str, fixed: dict[str, Any], params: dict[str, Any]) -> str:
+    """A config file that retrains the winner: ``python -m models.train --config_files best_config.yaml``."""
+    content = {"model": model, "dataset": dataset, **fixed, **params}
+    header = (f"# Best configuration found by seqtune. Retrain it with:\n"
+              f"#   python -m models.train --model {model} --dataset {dataset} --config_files best_config.yaml\n")
+    return header + yaml.safe_dump(_plain(content), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def summary_table(records: Sequence[TrialRecord], bigger: bool, metric: str, limit: int = 15) -> str:
+    """Trials sorted by the validation metric, best first; failures and pruned trials last."""
+    done = [r for r in records if r.best_valid_score is not None]
+    done.sort(key=lambda r: (r.state != FINISHED, -(r.best_valid_score or 0) if bigger else (r.best_valid_score or 0)))
+    rest = [r for r in records if r.best_valid_score is None]
+    rows = (done + rest)[:limit]
+    if not rows:
+        return "no trials"
+    names = sorted({n for r in rows for n in r.params})
+    test_key = metric.lower()
+    header = ["#", "state", *names, f"valid {metric}", f"test {metric}", "epochs", "s"]
+    table = [header]
+    for r in rows:
+        table.append([str(r.number), r.state.lower(), *[str(r.params.get(n, "")) for n in names],
+                      "" if r.best_valid_score is None else f"{r.best_valid_score:.4f}",
+                      "" if test_key not in r.test_result else f"{r.test_result[test_key]:.4f}",
+                      "" if r.epochs_run is None else str(r.epochs_run),
+                      "" if r.seconds is None else f"{r.seconds:.1f}"])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if len(done + rest) > limit:
+        lines.append(f"... {len(done + rest) - limit} more in results.csv")
+    return "\n".join(lines)
