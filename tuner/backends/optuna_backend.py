@@ -59,10 +59,10 @@ def make_storage(url: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
                               grace_period=GRACE_SECONDS,
                               failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
-    except (optuna.exceptions.StorageInternalError, ImportError, Exception) as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
         raise SeqtuneError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0]}") from None
 
 
