@@ -46,9 +46,14 @@ def storage_url(url: str) -> str:
     return url
 
 
+def _retry_stale(study: Any, trial: Any) -> None:
+    """A trial whose worker stopped sending heartbeats (another host died) runs again."""
+    study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+
+
 def make_storage(url: str) -> Any:
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage
 
     url = storage_url(url)
     engine_kwargs: dict[str, Any] = {}
@@ -61,7 +66,7 @@ def make_storage(url: str) -> Any:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
                               grace_period=GRACE_SECONDS,
-                              failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+                              heartbeat_stale_trial_callback=_retry_stale)
     except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
         raise SeqtuneError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0]}") from None
 
