@@ -168,8 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, (base, overrides), space = resolve(argv)
     from tuner.backends.base import StudyPlan
     from tuner.objective import StudySpec
-    from tuner.reporting import (FINISHED, best_config_yaml, best_trial, recbole_output, summary_table,
-                                 write_results_csv, write_text)
+    from tuner.reporting import (
+        FINISHED,
+        best_config_yaml,
+        best_trial,
+        recbole_output,
+        summary_table,
+        write_results_csv,
+        write_text,
+    )
 
     metric = base["valid_metric"]
     n_trials = args.n_trials or (space.grid_size if args.algo == "grid" else 100)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -181,13 +180,25 @@ class SearchSpace:
                 )
 
 
-_COMMENT = re.compile(r"""#(?=(?:[^'"]|'[^']*'|"[^"]*")*$)""")  # a '#' outside quotes
+def strip_comment(line: str) -> str:
+    """Drop a ``#`` comment: a whole-line one, or one that starts outside quotes."""
+    if line.lstrip().startswith("#"):
+        return ""
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            return line[:index]
+    return line
 
 
 def parse_space_text(text: str, source: str) -> SearchSpace:
     space = SearchSpace(source=source)
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.split(raw, maxsplit=1)[0].strip()
+        line = strip_comment(raw).strip()
         if not line:
             continue
         where = f"{source}:{number}"
