@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 
 # The main job: a tuning study on ml-100k, logged to MLflow (sqlite:///mlflow.db).
 run: setup
-	$(PY) run_hyper.py --model GRU4Rec --params_file hyper.test --epochs=3 --workers 2 --output_file results/hyper_example.result
+	$(PY) run_hyper.py --model GRU4Rec --params_file search_spaces/quick.test --epochs=3 --workers 2 --output_file results/quick.result
 
 # One model, RecBole defaults.
 train: setup

@@ -64,5 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry (``seqtune-train``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -296,5 +296,10 @@ def _encode(value: Any) -> Any:
     return encode_choice(value)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry (``seqtune-hyper``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
