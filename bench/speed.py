@@ -1,0 +1,107 @@
+"""Speed, side by side with RecBole 1.2.1 on one machine: alternate the two tools, same config and threads.
+
+    python bench/speed.py --model GRU4Rec --rounds 2 --epochs 2 --threads 2
+
+Writes bench/results/speed_<model>.json and prints the Markdown table for docs/performance.md.
+Run it alone on the machine: two heavy processes on 2 cores slow each other down ~1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(tool: str, model: str, epochs: int, threads: int, repeats: int, seed: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = handle.name
+    if tool == "recbole":
+        venv = Path(os.environ.get("RECBOLE_VENV", Path.home() / "recbole-venv"))
+        env = {**os.environ, "PYTHONPATH": os.environ.get("RAYSTUB", str(Path.home() / "raystub")),
+               "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
+        command = [str(venv / "bin" / "python"), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
+                   "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out]
+    else:
+        env = dict(os.environ)
+        command = [sys.executable, "bench/seqtune_runner.py", "--model", model, "--seed", str(seed),
+                   "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out]
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    result = json.loads(Path(out).read_text())
+    os.unlink(out)
+    return result
+
+
+def epoch_times(result: dict) -> list[float]:
+    return [e["train_s"] for e in result["epochs"]]
+
+
+def eval_time(result: dict) -> float:
+    timing = result["timing"]
+    if result["tool"] == "recbole":
+        return timing["eval_repeats"]["median_s"]
+    return timing["valid_eval_median_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="GRU4Rec")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-repeats", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=2020)
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {"recbole": [], "seqtune": []}
+    for _ in range(args.rounds):  # alternate, so drift on the machine hits both tools alike
+        for tool in ("recbole", "seqtune"):
+            runs[tool].append(run(tool, args.model, args.epochs, args.threads, args.eval_repeats, args.seed))
+
+    def agg(tool: str) -> dict:
+        results = runs[tool]
+        return {
+            "train_epoch_s": statistics.median(t for r in results for t in epoch_times(r)),
+            "eval_s": statistics.median(eval_time(r) for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "compute_floor_s": (statistics.median(r["timing"]["compute_floor_s"] for r in results)
+                                if tool == "seqtune" else None),
+            "first_losses": [round(e["train_loss"], 4) for e in results[0]["epochs"]],
+        }
+
+    rb, st = agg("recbole"), agg("seqtune")
+    summary = {
+        "model": args.model, "threads": args.threads, "epochs_per_run": args.epochs, "rounds": args.rounds,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "recbole": rb, "seqtune": st,
+        "ratios": {
+            "train_epoch": st["train_epoch_s"] / rb["train_epoch_s"],
+            "eval": st["eval_s"] / rb["eval_s"],
+            "epoch_over_floor": st["train_epoch_s"] / st["compute_floor_s"],
+            "peak_rss": st["peak_rss_mb"] / rb["peak_rss_mb"],
+        },
+        "runs": runs,
+    }
+    out = ROOT / "bench" / "results" / f"speed_{args.model.lower()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    r = summary["ratios"]
+    print(f"| measure | RecBole 1.2.1 | seqtune | ratio | target |\n|---|---|---|---|---|\n"
+          f"| train epoch (s, median) | {rb['train_epoch_s']:.2f} | {st['train_epoch_s']:.2f} | "
+          f"{r['train_epoch']:.2f}x | <= 0.5x |\n"
+          f"| full-sort eval, valid (s, median) | {rb['eval_s']:.4f} | {st['eval_s']:.4f} | {r['eval']:.2f}x | <= 0.5x |\n"
+          f"| epoch / compute floor | | {st['train_epoch_s']:.2f} / {st['compute_floor_s']:.2f} | "
+          f"{r['epoch_over_floor']:.2f}x | <= 1.15x |\n"
+          f"| peak RSS (MB) | {rb['peak_rss_mb']:.0f} | {st['peak_rss_mb']:.0f} | {r['peak_rss']:.2f}x | <= 1x |\n"
+          f"| first epoch losses | {rb['first_losses']} | {st['first_losses']} | | identical |")
+
+
+if __name__ == "__main__":
+    main()
