@@ -27,7 +27,7 @@ from models.data.datasets import cache_root, resolve_dataset_dir, sha256_of
 from models.errors import ConfigError, DataError
 from models.utils import atomic_path, file_lock
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _MEMORY_CACHE: dict[str, SequentialData] = {}
 
 
@@ -104,6 +104,13 @@ class SequentialData:
         }
 
 
+def data_kind(model: str) -> str:
+    """'sequential', or 'kg' for models that read a knowledge graph (declared on the model class)."""
+    from models.registry import get_model_class
+
+    return getattr(get_model_class(model), "data_kind", "sequential")
+
+
 def load_sequential_data(config: Any) -> SequentialData:
     """Build (or load from the memory or disk cache) the dataset the config describes."""
     dataset = config.dataset
@@ -113,9 +120,17 @@ def load_sequential_data(config: Any) -> SequentialData:
     directory = resolve_dataset_dir(dataset, config.get("data_path"))
     inter_path = directory / f"{dataset}.inter"
     fields = {k: config[k] for k in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD")}
+    kind = data_kind(config.model)
     checksum = sha256_of(inter_path)
+    if kind == "kg":
+        for suffix in ("kg", "link"):
+            path = directory / f"{dataset}.{suffix}"
+            if not path.is_file():
+                raise DataError(f"{path}: {config.model} needs the knowledge graph files {dataset}.kg and {dataset}.link")
+            checksum = hashlib.sha256((checksum + sha256_of(path)).encode()).hexdigest()
     recipe = {
         "format": CACHE_FORMAT,
+        "kind": kind,
         "inter": checksum,
         "fields": fields,
         "max_len": config["MAX_ITEM_LIST_LENGTH"],
@@ -130,22 +145,23 @@ def load_sequential_data(config: Any) -> SequentialData:
         with file_lock(cache_file.with_suffix(".lock")):
             data = _load_cached(cache_file, dataset, directory, checksum)
             if data is None:
-                data = build_sequential_data(dataset, inter_path, fields, config["MAX_ITEM_LIST_LENGTH"],
-                                             recipe["normalize_all"], checksum)
+                frame = read_interactions(inter_path, fields)
+                extras: dict[str, Any] = {}
+                if kind == "kg":
+                    from models.data.kg import link_filter
+
+                    frame, extras = link_filter(directory, dataset, frame, fields["ITEM_ID_FIELD"])
+                data = build_sequential_data(dataset, frame, fields, config["MAX_ITEM_LIST_LENGTH"],
+                                             recipe["normalize_all"], checksum, directory)
+                data.extras.update(extras)
                 with atomic_path(cache_file) as tmp:
                     torch.save(_to_state(data), tmp)
     _MEMORY_CACHE[key] = data
     return data
 
 
-def build_sequential_data(
-    dataset: str,
-    inter_path: Path,
-    fields: dict[str, str],
-    max_len: int,
-    normalize: bool,
-    checksum: str,
-) -> SequentialData:
+def read_interactions(inter_path: Path, fields: dict[str, str]) -> pd.DataFrame:
+    """The user, item and time columns of ``.inter``, type-checked, rows with missing ids dropped."""
     user_field, item_field, time_field = fields["USER_ID_FIELD"], fields["ITEM_ID_FIELD"], fields["TIME_FIELD"]
     inter = read_atomic(inter_path, columns=[user_field, item_field, time_field])
     for name, kind in inter.types.items():
@@ -156,6 +172,20 @@ def build_sequential_data(
     frame = frame[(frame[user_field] != "") & (frame[item_field] != "") & frame[time_field].notna()]
     if len(frame) == 0:
         raise DataError(f"{inter_path}: no interactions")
+    return frame
+
+
+def build_sequential_data(
+    dataset: str,
+    frame: pd.DataFrame,
+    fields: dict[str, str],
+    max_len: int,
+    normalize: bool,
+    checksum: str,
+    source_dir: Path,
+) -> SequentialData:
+    """Prefix samples and the leave-one-out split from interaction rows (in file order)."""
+    user_field, item_field, time_field = fields["USER_ID_FIELD"], fields["ITEM_ID_FIELD"], fields["TIME_FIELD"]
     user_codes, user_uniques = pd.factorize(frame[user_field], sort=False)
     item_codes, item_uniques = pd.factorize(frame[item_field], sort=False)
     users = user_codes.astype(np.int64) + 1
@@ -187,7 +217,7 @@ def build_sequential_data(
         test=subset(test_idx),
         item_tokens=["[PAD]", *map(str, item_uniques)],
         user_tokens=["[PAD]", *map(str, user_uniques)],
-        source_dir=inter_path.parent,
+        source_dir=source_dir,
         checksum=checksum,
     )
 
@@ -254,6 +284,7 @@ def _to_state(data: SequentialData) -> dict[str, Any]:
         "item_tokens": data.item_tokens,
         "user_tokens": data.user_tokens,
         "checksum": data.checksum,
+        "extras": data.extras,
     }
 
 
@@ -278,4 +309,5 @@ def _load_cached(path: Path, dataset: str, directory: Path, checksum: str) -> Se
         user_tokens=state["user_tokens"],
         source_dir=directory,
         checksum=checksum,
+        extras=state.get("extras", {}),
     )

@@ -27,6 +27,7 @@ class PackInfo:
     offsets: list[int]  # start of each step in the packed tensor
     flat_index: torch.Tensor  # [T] index into the [B * L] flattened input
     last_index: torch.Tensor  # [B] packed position of each row's last real step, original row order
+    unsort: torch.Tensor  # [B] original row -> its position in the length-sorted order
 
     @staticmethod
     def from_lengths(lengths: torch.Tensor, seq_len: int) -> PackInfo:
@@ -45,8 +46,11 @@ class PackInfo:
         last_sorted = offsets_t[sorted_len - 1] + torch.arange(batch)
         last_index = torch.empty_like(last_sorted)
         last_index[order] = last_sorted
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(batch)
         device = lengths.device
-        return PackInfo(batch_sizes, offsets_t.tolist(), flat_index.to(device), last_index.to(device))
+        return PackInfo(batch_sizes, offsets_t.tolist(), flat_index.to(device), last_index.to(device),
+                        unsort.to(device))
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
