@@ -124,7 +124,9 @@ def write_vectors(path: Path, id_field: str, vec_field: str, tokens: Sequence[st
             handle.write(token + "\t" + " ".join(f"{v:.6g}" for v in vector) + "\n")
 
 
-def kg_vector_files(dataset: str, directory: Path, params: TransEParams, show_progress: bool = False) -> tuple[Path, Path]:
+def kg_vector_files(
+    dataset: str, directory: Path, params: TransEParams, show_progress: bool = False
+) -> tuple[Path, Path]:
     """The .ent/.rel files to use: the dataset's own, else cached TransE ones (trained on first use)."""
     own = directory / f"{dataset}.ent", directory / f"{dataset}.rel"
     if own[0].is_file() and own[1].is_file():

@@ -126,7 +126,8 @@ def load_sequential_data(config: Any) -> SequentialData:
         for suffix in ("kg", "link"):
             path = directory / f"{dataset}.{suffix}"
             if not path.is_file():
-                raise DataError(f"{path}: {config.model} needs the knowledge graph files {dataset}.kg and {dataset}.link")
+                raise DataError(f"{path}: {config.model} needs the knowledge graph files "
+                                f"{dataset}.kg and {dataset}.link")
             checksum = hashlib.sha256((checksum + sha256_of(path)).encode()).hexdigest()
     recipe = {
         "format": CACHE_FORMAT,
