@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020)
     ours.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     ours.add_argument("--quiet", action="store_true", help="no progress bar; only the final summary")
+    track = p.add_argument_group("tracking")
+    track.add_argument("--mlflow-uri", "--mlflow_uri", dest="mlflow_uri", default=None,
+                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    track.add_argument("--no-mlflow", "--no_mlflow", dest="no_mlflow", action="store_true",
+                       help="do not log to MLflow")
+    track.add_argument("--experiment", default=None, help="MLflow experiment (default: <model>-<dataset>)")
     return p
 
 
@@ -205,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"study {plan.study_name!r} ({plan.algo}, {n_trials} trials, {args.workers} worker(s) x "
               f"{threads} thread(s)) in {plan.storage}", file=sys.stderr)
     backend = _backend(args.tool)
+    backend.prepare(plan)
+    tracker = _start_tracking(args, plan, backend, base, space)
     progress, close = make_progress(n_trials, args.quiet, metric)
     interrupted = False
     try:
@@ -223,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = best_trial(records, bigger)
     if best is not None:
         write_text(out_dir / "best_config.yaml", best_config_yaml(args.model, args.dataset, overrides, best.params))
+    if tracker is not None:
+        plots = backend.plots(plan, out_dir / "plots")
+        best_tags = {"best_trial": str(best.number)} if best is not None else {}
+        tracker.finish_study([output, out_dir / "results.csv", out_dir / "best_config.yaml", *plots], best_tags)
     print(summary_table(records, bigger, metric))
     counts = {state: sum(r.state == state for r in records) for state in ("COMPLETE", "PRUNED", "FAIL")}
     print(f"{counts['COMPLETE']} finished, {counts['PRUNED']} pruned, {counts['FAIL']} failed; "
@@ -240,6 +252,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                if r.state == FINISHED][:3]
         _seed_phase(args, plan, top, base, out_dir)
     return 0
+
+
+def _start_tracking(args: argparse.Namespace, plan: Any, backend: Any, base: Any, space: SearchSpace) -> Any:
+    """The study's MLflow parent run: created once, found again when the study resumes."""
+    if args.no_mlflow:
+        return None
+    import yaml
+
+    from tuner.tracking.mlflow_tracker import MlflowTracker, tracking_uri
+
+    uri = tracking_uri(args.mlflow_uri)
+    parent = backend.get_attr(plan, "mlflow_parent_run_id")
+    tags = {"model": args.model, "dataset": args.dataset, "algorithm": plan.algo, "sampler_seed": str(plan.sampler_seed),
+            "pruner": plan.pruner, "storage": plan.storage, "tool": args.tool}
+    artifacts = {"hyper.test": Path(space.source).read_text(),
+                 "base_config.yaml": yaml.safe_dump(base.to_dict(), sort_keys=False)}
+    try:
+        tracker = MlflowTracker.start_study(uri, args.experiment or f"{args.model}-{args.dataset}", plan.study_name,
+                                            parent, tags, artifacts)
+    except Exception as exc:  # noqa: BLE001 - an unreachable server or a bad URI
+        raise SeqtuneError(f"MLflow at {uri!r} is not usable: {str(exc).splitlines()[0]} (or pass --no-mlflow)") from None
+    if parent is None:
+        backend.set_attr(plan, "mlflow_parent_run_id", tracker.parent_run_id)
+    plan.tracker = tracker.handle()
+    return tracker
 
 
 def _backend(tool: str) -> Any:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.config import Config, build_config
+from tuner.tracking.base import NullTracker, TrackedTrial, Tracker
 
 
 class Reporter(ABC):
@@ -72,7 +73,48 @@ class TrialOutcome:
         }
 
 
-def run_trial(spec: StudySpec, params: dict[str, Any], reporter: Reporter | None = None) -> TrialOutcome:
+def run_tracked_trial(
+    spec: StudySpec,
+    params: dict[str, Any],
+    number: int,
+    reporter: Reporter | None = None,
+    tracker: Tracker | None = None,
+    on_run: Any = None,
+) -> TrialOutcome:
+    """``run_trial`` with its tracking run: started once the config resolves, finished in every case.
+
+    ``on_run(run_id)`` lets the backend keep the tracking run id with its trial. Exceptions propagate
+    after the run is marked FAILED with the error.
+    """
+    tracker = tracker or NullTracker()
+    tic = time.perf_counter()
+    runs: list[TrackedTrial] = []
+
+    def start(config: Config) -> TrackedTrial:
+        run = tracker.start_trial(number, params, config.to_dict())
+        runs.append(run)
+        if on_run is not None and run.run_id:
+            on_run(run.run_id)
+        return run
+
+    try:
+        outcome = run_trial(spec, params, reporter, start)
+    except BaseException as exc:
+        if runs:
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            runs[0].finish("FAILED", {"error": error, "seconds": time.perf_counter() - tic})
+        raise
+    summary = {**outcome.attrs(), "test_result": outcome.test_result, "best_valid_result": outcome.best_valid_result}
+    runs[0].finish("PRUNED" if outcome.pruned else "FINISHED", summary)
+    return outcome
+
+
+def run_trial(
+    spec: StudySpec,
+    params: dict[str, Any],
+    reporter: Reporter | None = None,
+    start_run: Any = None,
+) -> TrialOutcome:
     """Train one configuration; raises on failure (the backend records the trial FAILED)."""
     from models.data.sequential import load_sequential_data
     from models.trainer import EpochReport, train
@@ -80,9 +122,12 @@ def run_trial(spec: StudySpec, params: dict[str, Any], reporter: Reporter | None
     reporter = reporter or NullReporter()
     tic = time.perf_counter()
     config = spec.config(params)
+    run = start_run(config) if start_run is not None else None
     data = load_sequential_data(config)  # memoised per process: a worker tensorizes once
 
     def on_epoch(report: EpochReport) -> bool:
+        if run is not None:
+            run.log_epoch(report.epoch, report.train_loss, report.valid_result or {})
         if report.valid_score is None:
             return False
         return reporter.report(report.epoch, report.valid_score, report.valid_result or {}, report.train_loss)

@@ -27,6 +27,7 @@ class StudyPlan:
     sampler_seed: int = 2020
     max_epochs: int = 300
     quiet: bool = False
+    tracker: dict = field(default_factory=lambda: {"kind": "null"})  # Tracker.handle(), reopened in workers
     extra: dict = field(default_factory=dict)
 
 

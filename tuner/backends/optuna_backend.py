@@ -26,8 +26,9 @@ from typing import Any
 from models.errors import SeqtuneError
 from models.utils import file_lock
 from tuner.backends.base import Backend, StudyPlan
-from tuner.objective import Reporter, run_trial
+from tuner.objective import Reporter, run_tracked_trial
 from tuner.reporting import FAILED, FINISHED, PRUNED, TrialRecord
+from tuner.tracking.base import Tracker, open_tracker
 
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
@@ -250,7 +251,12 @@ def run_one(study: Any, plan: StudyPlan, trial: Any) -> None:
         try:
             sampled = {name: p.distribution.suggest(trial, name) for name, p in plan.space.parameters.items()}
             params = plan.space.to_config_values(sampled)
-            outcome = run_trial(plan.spec, params, OptunaReporter(trial))
+
+            def keep_run_id(run_id: str) -> None:
+                storage.set_trial_user_attr(trial._trial_id, "mlflow_run_id", run_id)
+
+            outcome = run_tracked_trial(plan.spec, params, trial.number, OptunaReporter(trial),
+                                        _tracker(plan), keep_run_id)
         except KeyboardInterrupt:
             _requeue(study, trial, "interrupted; retried on resume")
             raise
@@ -271,6 +277,17 @@ def run_one(study: Any, plan: StudyPlan, trial: Any) -> None:
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, outcome.best_valid_score)
+
+
+_TRACKERS: dict[str, Tracker] = {}
+
+
+def _tracker(plan: StudyPlan) -> Tracker:
+    """One tracker (and MLflow client) per worker process."""
+    key = repr(sorted(plan.tracker.items()))
+    if key not in _TRACKERS:
+        _TRACKERS[key] = open_tracker(plan.tracker)
+    return _TRACKERS[key]
 
 
 def _jsonable(value: Any) -> Any:
@@ -366,6 +383,43 @@ class OptunaBackend(Backend):
 
     def collect(self, plan: StudyPlan) -> list[TrialRecord]:
         return collect_records(open_study(plan, create=False), plan)
+
+    def prepare(self, plan: StudyPlan) -> None:
+        """Create (or check and load) the study before anything else touches it."""
+        open_study(plan, create=True)
+
+    def get_attr(self, plan: StudyPlan, key: str) -> Any:
+        return open_study(plan, create=False).user_attrs.get(key)
+
+    def set_attr(self, plan: StudyPlan, key: str, value: Any) -> None:
+        open_study(plan, create=False).set_user_attr(key, value)
+
+    def plots(self, plan: StudyPlan, out_dir: Path) -> list[Path]:
+        """Optimization history, parallel coordinates and parameter importances as PNG files."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import optuna.visualization.matplotlib as vis
+
+        study = open_study(plan, create=False)
+        written = []
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, plot in (("optimization_history", vis.plot_optimization_history),
+                           ("parallel_coordinate", vis.plot_parallel_coordinate),
+                           ("param_importances", vis.plot_param_importances)):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    axes = plot(study)
+                figure = getattr(axes, "figure", None) or plt.gcf()
+                path = out_dir / f"{name}.png"
+                figure.savefig(path, dpi=90, bbox_inches="tight")
+                plt.close("all")
+                written.append(path)
+            except Exception:  # noqa: BLE001 - e.g. importances need two finished trials
+                plt.close("all")
+        return written
 
     def _run_processes(self, study: Any, plan: StudyPlan, deadline: float | None, progress: Any) -> None:
         context = multiprocessing.get_context("spawn")

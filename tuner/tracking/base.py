@@ -1,0 +1,62 @@
+"""What a tracker records, independent of the tracking backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+
+class TrackedTrial(ABC):
+    """One trial's run: per-epoch metrics, then its end state."""
+
+    run_id: str | None = None
+
+    @abstractmethod
+    def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None: ...
+
+    @abstractmethod
+    def finish(self, state: str, summary: dict[str, Any], artifacts: dict[str, Path | str] | None = None) -> None:
+        """state: FINISHED, PRUNED or FAILED; summary: test metrics, duration, error ..."""
+
+
+class Tracker(ABC):
+    """Created by the driver (start_study) and re-opened in workers from its ``handle()``."""
+
+    @abstractmethod
+    def handle(self) -> dict[str, Any]:
+        """Plain data a worker process needs to log under the same parent run."""
+
+    @abstractmethod
+    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrackedTrial: ...
+
+    @abstractmethod
+    def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None: ...
+
+
+class _NullTrial(TrackedTrial):
+    def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None:
+        pass
+
+    def finish(self, state: str, summary: dict[str, Any], artifacts: dict[str, Path | str] | None = None) -> None:
+        pass
+
+
+class NullTracker(Tracker):
+    def handle(self) -> dict[str, Any]:
+        return {"kind": "null"}
+
+    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrackedTrial:
+        return _NullTrial()
+
+    def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
+        pass
+
+
+def open_tracker(handle: dict[str, Any]) -> Tracker:
+    """Re-open a tracker in a worker from the driver's handle."""
+    if handle.get("kind") == "mlflow":
+        from tuner.tracking.mlflow_tracker import MlflowTracker
+
+        return MlflowTracker.from_handle(handle)
+    return NullTracker()

@@ -1,0 +1,158 @@
+"""MLflow tracking through ``MlflowClient`` (explicit run ids: safe in threads and worker processes).
+
+Layout: one experiment per model and dataset (or ``--experiment``); one parent run per study
+(resumed studies continue under it: its id is kept in the study); one child run per trial with its
+parameters (flattened, logged once), train loss and valid metrics per epoch (step = epoch), test
+metrics, state and duration, and its resolved config as an artifact. Writes to a SQLite store are
+retried when the database is locked; a tracking server is the recommended store for many writers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from tuner.tracking.base import TrackedTrial, Tracker
+
+T = TypeVar("T")
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def retry(action: Callable[[], T], attempts: int = 8) -> T:
+    """SQLite allows one writer at a time: back off and retry on 'database is locked'."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps the driver error in its own types
+            if "locked" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def metric_name(key: str) -> str:
+    """MLflow refuses '@' in names: recall@10 -> recall_at_10."""
+    return key.replace("@", "_at_")
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class MlflowTrial(TrackedTrial):
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric("train_loss", float(train_loss), now, epoch)]
+        metrics += [Metric(f"valid_{metric_name(k)}", float(v), now, epoch) for k, v in valid.items()]
+        retry(lambda: self.client.log_batch(self.run_id, metrics=metrics))
+
+    def finish(self, state: str, summary: dict[str, Any], artifacts: dict[str, Path | str] | None = None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"test_{metric_name(k)}", float(v), now, 0) for k, v in (summary.get("test_result") or {}).items()]
+        metrics += [Metric(f"best_valid_{metric_name(k)}", float(v), now, 0)
+                    for k, v in (summary.get("best_valid_result") or {}).items()]
+        for key in ("seconds", "epochs_run", "best_epoch"):
+            if summary.get(key) is not None:
+                metrics.append(Metric(key, float(summary[key]), now, 0))
+        tags = [RunTag("state", state)]
+        if summary.get("error"):
+            tags.append(RunTag("error", str(summary["error"])[:5000]))
+        retry(lambda: self.client.log_batch(self.run_id, metrics=metrics, tags=tags))
+        for name, content in (artifacts or {}).items():
+            if isinstance(content, Path):
+                retry(lambda c=content: self.client.log_artifact(self.run_id, str(c)))
+            else:
+                retry(lambda n=name, c=content: self.client.log_text(self.run_id, c, n))
+        status = {"FINISHED": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED"}.get(state, "FAILED")
+        retry(lambda: self.client.set_terminated(self.run_id, status))
+
+
+class MlflowTracker(Tracker):
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.client = MlflowClient(tracking_uri=uri)
+
+    @staticmethod
+    def start_study(uri: str, experiment: str, study_name: str, parent_run_id: str | None, tags: dict[str, str],
+                    artifacts: dict[str, str]) -> MlflowTracker:
+        """Driver side: get or create the experiment and the study's parent run (once)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        found = retry(lambda: client.get_experiment_by_name(experiment))
+        experiment_id = found.experiment_id if found else retry(lambda: client.create_experiment(experiment))
+        if parent_run_id is None:
+            commit = git_commit()
+            all_tags = {**tags, "study_name": study_name, **({"git_commit": commit} if commit else {})}
+            run = retry(lambda: client.create_run(experiment_id, run_name=study_name, tags=all_tags))
+            parent_run_id = run.info.run_id
+            for name, text in artifacts.items():
+                retry(lambda n=name, t=text: client.log_text(parent_run_id, t, n))
+        else:
+            retry(lambda: client.update_run(parent_run_id, status="RUNNING"))
+        return MlflowTracker(uri, experiment_id, parent_run_id)
+
+    @staticmethod
+    def from_handle(handle: dict[str, Any]) -> MlflowTracker:
+        return MlflowTracker(handle["uri"], handle["experiment_id"], handle["parent_run_id"])
+
+    def handle(self) -> dict[str, Any]:
+        return {"kind": "mlflow", "uri": self.uri, "experiment_id": self.experiment_id,
+                "parent_run_id": self.parent_run_id}
+
+    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrackedTrial:
+        from mlflow.entities import Param
+
+        tags = {"mlflow.parentRunId": self.parent_run_id, "trial_number": str(number)}
+        run = retry(lambda: self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags))
+        run_id = run.info.run_id
+        flat = flatten(params)
+        retry(lambda: self.client.log_batch(run_id, params=[Param(k, v) for k, v in flat.items()]))
+        retry(lambda: self.client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml"))
+        return MlflowTrial(self.client, run_id)
+
+    def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
+        for path in artifacts:
+            if path.is_file():
+                retry(lambda p=path: self.client.log_artifact(self.parent_run_id, str(p)))
+        for key, value in (tags or {}).items():
+            retry(lambda k=key, v=value: self.client.set_tag(self.parent_run_id, k, v))
+        retry(lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
+
+
+def tracking_uri(cli_value: str | None) -> str:
+    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
