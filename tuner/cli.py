@@ -264,15 +264,16 @@ def _start_tracking(args: argparse.Namespace, plan: Any, backend: Any, base: Any
 
     uri = tracking_uri(args.mlflow_uri)
     parent = backend.get_attr(plan, "mlflow_parent_run_id")
-    tags = {"model": args.model, "dataset": args.dataset, "algorithm": plan.algo, "sampler_seed": str(plan.sampler_seed),
-            "pruner": plan.pruner, "storage": plan.storage, "tool": args.tool}
+    tags = {"model": args.model, "dataset": args.dataset, "algorithm": plan.algo,
+            "sampler_seed": str(plan.sampler_seed), "pruner": plan.pruner, "storage": plan.storage, "tool": args.tool}
     artifacts = {"hyper.test": Path(space.source).read_text(),
                  "base_config.yaml": yaml.safe_dump(base.to_dict(), sort_keys=False)}
     try:
         tracker = MlflowTracker.start_study(uri, args.experiment or f"{args.model}-{args.dataset}", plan.study_name,
                                             parent, tags, artifacts)
     except Exception as exc:  # noqa: BLE001 - an unreachable server or a bad URI
-        raise SeqtuneError(f"MLflow at {uri!r} is not usable: {str(exc).splitlines()[0]} (or pass --no-mlflow)") from None
+        reason = str(exc).splitlines()[0]
+        raise SeqtuneError(f"MLflow at {uri!r} is not usable: {reason} (or pass --no-mlflow)") from None
     if parent is None:
         backend.set_attr(plan, "mlflow_parent_run_id", tracker.parent_run_id)
     plan.tracker = tracker.handle()

@@ -78,7 +78,8 @@ class MlflowTrial(TrackedTrial):
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        metrics = [Metric(f"test_{metric_name(k)}", float(v), now, 0) for k, v in (summary.get("test_result") or {}).items()]
+        metrics = [Metric(f"test_{metric_name(k)}", float(v), now, 0)
+                   for k, v in (summary.get("test_result") or {}).items()]
         metrics += [Metric(f"best_valid_{metric_name(k)}", float(v), now, 0)
                     for k, v in (summary.get("best_valid_result") or {}).items()]
         for key in ("seconds", "epochs_run", "best_epoch"):
