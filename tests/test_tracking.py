@@ -1,0 +1,92 @@
+"""MLflow read back with MlflowClient after real studies: linkage, params, per-epoch metrics, states, artifacts."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_tuner import run_hyper, study_rows, workdir  # noqa: F401 - fixture
+from tuner.tracking.mlflow_tracker import MlflowTracker
+
+EPOCHS = 3
+
+
+def _runs(db: Path, experiment: str):
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_study_logged_as_parent_and_children(workdir: Path) -> None:  # noqa: F811
+    space = workdir / "h.test"
+    space.write_text("learning_rate choice [0.01, 0.001]\nloss_type choice ['CE', 'XYZ']\n")
+    proc = run_hyper(workdir, "--params_file", str(space), f"--epochs={EPOCHS}", "--stopping_step=10",
+                     f"--storage=sqlite:///{workdir / 's.db'}", "--study-name", "tracked",
+                     f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")
+    assert proc.returncode == 0, proc.stderr
+    client, runs = _runs(workdir / "mlflow.db", "GRU4Rec-toy")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.data.tags["model"] == "GRU4Rec" and parent.data.tags["algorithm"] == "grid"
+    assert parent.data.tags["sampler_seed"] == "2020" and parent.info.status == "FINISHED"
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"hyper.test", "base_config.yaml", "hyper_example.result", "results.csv", "best_config.yaml"} <= parent_files
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")} if "plots" in parent_files else set()
+    assert not plots or "plots/optimization_history.png" in plots
+
+    # Optuna keeps the MLflow run id; the run keeps the trial number
+    with sqlite3.connect(workdir / "s.db") as conn:
+        attrs = dict(conn.execute("SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t "
+                                  "ON a.trial_id = t.trial_id WHERE a.key = 'mlflow_run_id'").fetchall())
+    states = {number: state for number, state, _ in study_rows(workdir / "s.db")}
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        number = int(child.data.tags["trial_number"])
+        assert attrs[number].strip('"') == child.info.run_id
+        assert set(child.data.params) == {"learning_rate", "loss_type"}
+        assert "config.yaml" in {a.path for a in client.list_artifacts(child.info.run_id)}
+        if states[number] == "FAIL":
+            assert child.info.status == "FAILED" and "loss_type must be CE or BPR" in child.data.tags["error"]
+            assert child.data.tags["state"] == "FAILED"
+            continue
+        history = client.get_metric_history(child.info.run_id, "valid_mrr_at_10")
+        assert [m.step for m in history] == list(range(EPOCHS))  # one point per epoch
+        assert len(client.get_metric_history(child.info.run_id, "train_loss")) == EPOCHS
+        assert "test_mrr_at_10" in child.data.metrics
+        assert child.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[states[number]]
+    assert sorted(states.values()).count("FAIL") == 2
+
+    # resuming the study continues under the same parent run
+    again = run_hyper(workdir, "--params_file", str(space), f"--epochs={EPOCHS}", "--stopping_step=10",
+                      f"--storage=sqlite:///{workdir / 's.db'}", "--study-name", "tracked",
+                      f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")
+    assert again.returncode == 0, again.stderr
+    _, runs_after = _runs(workdir / "mlflow.db", "GRU4Rec-toy")
+    assert [r.info.run_id for r in runs_after if "mlflow.parentRunId" not in r.data.tags] == [parent.info.run_id]
+
+
+def test_pruned_run_is_marked(tmp_path: Path) -> None:
+    tracker = MlflowTracker.start_study(f"sqlite:///{tmp_path / 'm.db'}", "exp", "study", None, {"model": "X"}, {})
+    run = tracker.start_trial(7, {"learning_rate": 0.1, "nested": {"a": 1}}, {"learning_rate": 0.1})
+    run.log_epoch(0, 10.0, {"mrr@10": 0.1})
+    run.finish("PRUNED", {"test_result": {"mrr@10": 0.05}, "seconds": 1.5})
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    logged = client.get_run(run.run_id)
+    assert logged.info.status == "KILLED" and logged.data.tags["state"] == "PRUNED"
+    assert logged.data.params == {"learning_rate": "0.1", "nested.a": "1"}
+    assert logged.data.metrics["test_mrr_at_10"] == pytest.approx(0.05)
+    assert logged.data.tags["trial_number"] == "7"
+
+
+def test_no_mlflow_writes_no_store(workdir: Path) -> None:  # noqa: F811
+    (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=1", "--no-mlflow",
+                     f"--storage=sqlite:///{workdir / 's.db'}")
+    assert proc.returncode == 0, proc.stderr
+    assert not (workdir / "mlflow.db").exists()
