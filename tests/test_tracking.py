@@ -61,6 +61,9 @@ def test_study_logged_as_parent_and_children(workdir: Path) -> None:  # noqa: F8
         assert "test_mrr_at_10" in child.data.metrics
         assert child.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[states[number]]
     assert sorted(states.values()).count("FAIL") == 2
+    best = parent.data.tags["best_trial"]
+    best_run = next(c for c in children if c.data.tags["trial_number"] == best)
+    assert {"trial-" + best + ".pth"} <= {a.path for a in client.list_artifacts(best_run.info.run_id)}
 
     # resuming the study continues under the same parent run
     again = run_hyper(workdir, "--params_file", str(space), f"--epochs={EPOCHS}", "--stopping_step=10",

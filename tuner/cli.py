@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--no-mlflow", "--no_mlflow", dest="no_mlflow", action="store_true",
                        help="do not log to MLflow")
     track.add_argument("--experiment", default=None, help="MLflow experiment (default: <model>-<dataset>)")
+    track.add_argument("--log-checkpoints", "--log_checkpoints", dest="log_checkpoints", action="store_true",
+                       help="log every trial's best checkpoint (default: only the best trial's)")
     return p
 
 
@@ -191,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_trials = space.grid_size
     threads = max(1, cpu_count() // args.workers)
     plan = StudyPlan(
-        spec=StudySpec(args.model, args.dataset, args.config_files, overrides),
+        spec=StudySpec(args.model, args.dataset, args.config_files, overrides,
+                       checkpoint_dir=str((Path(args.output_file).parent / "checkpoints").resolve()),
+                       log_checkpoints=args.log_checkpoints),
         space=space,
         study_name=args.study_name or default_study_name(args, overrides, space),
         storage=args.storage,
@@ -234,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tracker is not None:
         plots = backend.plots(plan, out_dir / "plots")
         best_tags = {"best_trial": str(best.number)} if best is not None else {}
+        best_checkpoint = out_dir / "checkpoints" / f"trial-{best.number}.pth" if best is not None else None
+        if best is not None and best.run_id and best_checkpoint.is_file() and not args.log_checkpoints:
+            tracker.log_trial_artifact(best.run_id, best_checkpoint)
         tracker.finish_study([output, out_dir / "results.csv", out_dir / "best_config.yaml", *plots], best_tags)
     print(summary_table(records, bigger, metric))
     counts = {state: sum(r.state == state for r in records) for state in ("COMPLETE", "PRUNED", "FAIL")}

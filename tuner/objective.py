@@ -12,6 +12,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from models.config import Config, build_config
@@ -38,6 +39,8 @@ class StudySpec:
     dataset: str = "ml-100k"
     config_files: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)  # --key=value from the command line
+    checkpoint_dir: str | None = None  # each trial's best weights go to <dir>/trial-<n>.pth
+    log_checkpoints: bool = False  # every trial's checkpoint to its tracking run (else only the best's)
 
     def config(self, params: dict[str, Any]) -> Config:
         return build_config(self.model, self.dataset, self.config_files, {**params, **self.overrides},
@@ -97,15 +100,17 @@ def run_tracked_trial(
             on_run(run.run_id)
         return run
 
+    checkpoint = Path(spec.checkpoint_dir) / f"trial-{number}.pth" if spec.checkpoint_dir else None
     try:
-        outcome = run_trial(spec, params, reporter, start)
+        outcome = run_trial(spec, params, reporter, start, checkpoint)
     except BaseException as exc:
         if runs:
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             runs[0].finish("FAILED", {"error": error, "seconds": time.perf_counter() - tic})
         raise
     summary = {**outcome.attrs(), "test_result": outcome.test_result, "best_valid_result": outcome.best_valid_result}
-    runs[0].finish("PRUNED" if outcome.pruned else "FINISHED", summary)
+    artifacts = {"checkpoint": checkpoint} if spec.log_checkpoints and checkpoint and checkpoint.is_file() else None
+    runs[0].finish("PRUNED" if outcome.pruned else "FINISHED", summary, artifacts)
     return outcome
 
 
@@ -114,6 +119,7 @@ def run_trial(
     params: dict[str, Any],
     reporter: Reporter | None = None,
     start_run: Any = None,
+    checkpoint_path: Path | None = None,
 ) -> TrialOutcome:
     """Train one configuration; raises on failure (the backend records the trial FAILED)."""
     from models.data.sequential import load_sequential_data
@@ -132,7 +138,7 @@ def run_trial(
             return False
         return reporter.report(report.epoch, report.valid_score, report.valid_result or {}, report.train_loss)
 
-    result = train(config, data, callback=on_epoch)
+    result = train(config, data, callback=on_epoch, checkpoint_path=checkpoint_path)
     if not math.isfinite(result.best_valid_score):
         raise FloatingPointError("no finite validation score (diverged or no validation data)")
     return TrialOutcome(

@@ -30,6 +30,7 @@ class TrialRecord:
     epochs_run: int | None = None
     error: str | None = None
     seed: int | None = None
+    run_id: str | None = None  # the trial's tracking run
 
     @property
     def has_result(self) -> bool:

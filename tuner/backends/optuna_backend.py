@@ -359,6 +359,7 @@ def collect_records(study: Any, plan: StudyPlan) -> list[TrialRecord]:
             epochs_run=attrs.get("epochs_run"),
             error=attrs.get("error"),
             seed=params.get("seed") if isinstance(params, dict) else None,
+            run_id=attrs.get("mlflow_run_id"),
         ))
     return records
 

@@ -33,6 +33,9 @@ class Tracker(ABC):
     @abstractmethod
     def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None: ...
 
+    def log_trial_artifact(self, run_id: str, path: Path) -> None:
+        """Attach a file to a finished trial's run (the best trial's checkpoint)."""
+
 
 class _NullTrial(TrackedTrial):
     def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None:

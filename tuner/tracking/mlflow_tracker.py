@@ -146,6 +146,9 @@ class MlflowTracker(Tracker):
         retry(lambda: self.client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml"))
         return MlflowTrial(self.client, run_id)
 
+    def log_trial_artifact(self, run_id: str, path: Path) -> None:
+        retry(lambda: self.client.log_artifact(run_id, str(path)))
+
     def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
         for path in artifacts:
             if path.is_file():
