@@ -33,8 +33,9 @@ class Tracker(ABC):
     @abstractmethod
     def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None: ...
 
-    def log_trial_artifact(self, run_id: str, path: Path) -> None:
-        """Attach a file to a finished trial's run (the best trial's checkpoint)."""
+    def log_trial_artifact(self, run_id: str, path: Path) -> None:  # noqa: B027 - optional for trackers
+        """Attach a file to a finished trial's run (the best trial's checkpoint); nothing by default."""
+        return None
 
 
 class _NullTrial(TrackedTrial):
