@@ -1,0 +1,139 @@
+"""The MLflow UI and optuna-dashboard, served on loopback and checked in headless Chromium (Playwright)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_tuner import run_hyper, workdir  # noqa: F401 - fixture
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "tests" / "screenshots"
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium is the browser (Playwright never downloads one); install it when missing."""
+    if not Path(CHROMIUM).exists():
+        subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"], check=False,
+                       capture_output=True, timeout=600)
+    if not Path(CHROMIUM).exists():
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"], check=True,
+                       capture_output=True, timeout=600)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(command: list[str], url: str, log: Path, timeout: float = 90) -> Iterator[None]:
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"{command[0]} did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def study(workdir: Path) -> Path:  # noqa: F811
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.001]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--study-name", "ui",
+                     f"--storage=sqlite:///{workdir / 's.db'}", f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")
+    assert proc.returncode == 0, proc.stderr
+    return workdir
+
+
+def browser(playwright):  # type: ignore[no-untyped-def]
+    ensure_chromium()
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def test_mlflow_ui_lists_parent_and_children_and_draws_metric_chart(study: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{study / 'mlflow.db'}",
+               "--artifacts-destination", str(study / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
+    if shutil.which("mlflow"):
+        command = ["mlflow", *command[3:]]
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with serve(command, f"{base}/health", study / "mlflow.log"), sync_playwright() as playwright:
+        client = MlflowClient(base)
+        experiment = client.get_experiment_by_name("GRU4Rec-toy")
+        runs = client.search_runs([experiment.experiment_id])
+        parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+        child = next(r for r in runs if r.data.tags.get("trial_number") == "0")
+        chromium = browser(playwright)
+        page = chromium.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs")
+        page.get_by_text(parent.info.run_name).first.wait_for(timeout=60_000)
+        page.locator("[data-component-id*='runnamecellrenderer']").first.click()  # expand the parent's children
+        for number in range(3):
+            page.get_by_text(f"trial-{number}", exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow_runs.png"))
+
+        page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}/model-metrics")
+        page.get_by_placeholder("Search metric charts").fill("valid_mrr_at_10")  # the per-epoch curve
+        page.get_by_text("valid_mrr_at_10", exact=True).first.wait_for(timeout=60_000)
+        chart = page.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=60_000)
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 100
+        assert page.locator(".js-plotly-plot svg").count() > 0
+        page.screenshot(path=str(SCREENSHOTS / "mlflow_trial_metrics.png"))
+        chromium.close()
+
+
+def test_optuna_dashboard_shows_the_study(study: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "optuna-dashboard"), f"sqlite:///{study / 's.db'}",
+               "--host", "127.0.0.1", "--port", str(port)]
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with serve(command, f"{base}/api/studies", study / "dashboard.log"), sync_playwright() as playwright:
+        chromium = browser(playwright)
+        page = chromium.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/dashboard")
+        page.get_by_text("1. ui").first.wait_for(timeout=60_000)  # the study list
+        page.goto(f"{base}/dashboard/studies/1")
+        page.get_by_text("ui (id=1)").first.wait_for(timeout=60_000)
+        page.get_by_text("Best Trial").first.wait_for(timeout=60_000)
+        history = page.locator(".js-plotly-plot").first
+        history.wait_for(timeout=60_000)
+        box = history.bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 100
+        page.screenshot(path=str(SCREENSHOTS / "optuna_dashboard.png"))
+        chromium.close()
