@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: setup run train test lint bench-speed
+.PHONY: setup run train test lint bench-speed mlflow-ui dashboard
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,3 +30,10 @@ lint: setup
 
 bench-speed: setup
 	$(PY) bench/speed.py
+
+# Browse results: the MLflow UI and optuna-dashboard, on loopback only.
+mlflow-ui: setup
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+dashboard: setup
+	$(VENV)/bin/optuna-dashboard sqlite:///seqtune_studies.db --host 127.0.0.1 --port 8080

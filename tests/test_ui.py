@@ -105,12 +105,13 @@ def test_mlflow_ui_lists_parent_and_children_and_draws_metric_chart(study: Path)
 
         page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}/model-metrics")
         page.get_by_placeholder("Search metric charts").fill("valid_mrr_at_10")  # the per-epoch curve
-        page.get_by_text("valid_mrr_at_10", exact=True).first.wait_for(timeout=60_000)
-        chart = page.locator(".js-plotly-plot").first
-        chart.wait_for(timeout=60_000)
-        box = chart.bounding_box()
+        title = page.get_by_text("valid_mrr_at_10", exact=True).first
+        title.wait_for(timeout=60_000)
+        card = title.locator("xpath=ancestor::div[.//div[contains(@class, 'js-plotly-plot')]][1]")
+        line = card.locator(".js-plotly-plot .scatterlayer .trace").first  # the per-epoch line, not a bar
+        line.wait_for(timeout=60_000)
+        box = card.locator(".js-plotly-plot").first.bounding_box()
         assert box is not None and box["width"] > 100 and box["height"] > 100
-        assert page.locator(".js-plotly-plot svg").count() > 0
         page.screenshot(path=str(SCREENSHOTS / "mlflow_trial_metrics.png"))
         chromium.close()
 
