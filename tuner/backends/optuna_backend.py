@@ -59,14 +59,18 @@ def make_storage(url: str) -> Any:
     url = storage_url(url)
     engine_kwargs: dict[str, Any] = {}
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                              grace_period=GRACE_SECONDS,
-                              heartbeat_stale_trial_callback=_retry_stale)
-    except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
-        raise SeqtuneError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0]}") from None
+    for attempt in range(5):  # processes starting together race to create Optuna's tables: retry
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                  grace_period=GRACE_SECONDS,
+                                  heartbeat_stale_trial_callback=_retry_stale)
+        except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
+            if attempt == 4 or "duplicate" not in str(exc).lower() and "already exists" not in str(exc).lower():
+                raise SeqtuneError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 def lock_path(url: str) -> Path:
