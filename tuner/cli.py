@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020)
     ours.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     ours.add_argument("--quiet", action="store_true", help="no progress bar; only the final summary")
+    ray = p.add_argument_group("Ray Tune (--tool ray)")
+    ray.add_argument("--ray-address", "--ray_address", dest="ray_address", default=None,
+                     help="an existing cluster (auto, ray://host:10001); default: start a local Ray")
+    ray.add_argument("--cpus-per-trial", "--cpus_per_trial", dest="cpus_per_trial", type=float, default=1)
+    ray.add_argument("--gpus-per-trial", "--gpus_per_trial", dest="gpus_per_trial", type=float, default=0,
+                     help="fractions such as 0.25 pack several small trials on one GPU")
+    ray.add_argument("--ray-storage", "--ray_storage", dest="ray_storage", default=None,
+                     help="where Ray keeps trial results (made absolute; default ./ray_results)")
     track = p.add_argument_group("tracking")
     track.add_argument("--mlflow-uri", "--mlflow_uri", dest="mlflow_uri", default=None,
                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -107,6 +115,8 @@ def resolve(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, Search
         raise SeqtuneError("--n-trials must be >= 1")
     if args.pruner == "asha" and args.tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
+    if args.tool == "ray" and args.pruner in ("median", "hyperband"):
+        raise SeqtuneError(f"--pruner {args.pruner} is Optuna's; with --tool ray use --pruner asha")
     for warning in base.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.display_file:
@@ -214,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         print(f"study {plan.study_name!r} ({plan.algo}, {n_trials} trials, {args.workers} worker(s) x "
               f"{threads} thread(s)) in {plan.storage}", file=sys.stderr)
-    backend = _backend(args.tool)
+    backend = _backend(args.tool, args)
     backend.prepare(plan)
     tracker = _start_tracking(args, plan, backend, base, space)
     progress, close = make_progress(n_trials, args.quiet, metric)
@@ -287,9 +297,13 @@ def _start_tracking(args: argparse.Namespace, plan: Any, backend: Any, base: Any
     return tracker
 
 
-def _backend(tool: str) -> Any:
+def _backend(tool: str, args: argparse.Namespace | None = None) -> Any:
     if tool == "ray":
-        raise SeqtuneError("--tool ray is not available yet in this build; use --tool optuna")
+        from tuner.backends.ray_backend import RayBackend
+
+        return RayBackend(address=getattr(args, "ray_address", None), cpus_per_trial=getattr(args, "cpus_per_trial", 1),
+                          gpus_per_trial=getattr(args, "gpus_per_trial", 0),
+                          storage_path=getattr(args, "ray_storage", None))
     from tuner.backends.optuna_backend import OptunaBackend
 
     return OptunaBackend()
@@ -317,7 +331,7 @@ def _seed_phase(args: argparse.Namespace, plan: Any, top: list[Any], base: Any, 
                                     extra={"points": [{k: _encode(v) for k, v in p.items()} for p in points]})
     progress, close = make_progress(len(points), args.quiet, plan.valid_metric)
     try:
-        records = _backend(args.tool).run(seed_plan, progress)
+        records = _backend(args.tool, args).run(seed_plan, progress)
     finally:
         close()
     write_results_csv(out_dir / "seeds.csv", records, base.metric_keys)
