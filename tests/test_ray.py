@@ -1,0 +1,115 @@
+"""Ray Tune backend: a local Ray, and a real head with `ray job submit` (stopped by its own pids)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT
+from tests.test_tuner import run_hyper, workdir  # noqa: F401 - fixture
+from tuner.reporting import parse_recbole_output
+
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def test_local_ray_grid_matches_optuna_backend(workdir: Path) -> None:  # noqa: F811
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
+    ray = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--tool", "ray", "--workers", "2",
+                    "--output_file", "ray/out.result", f"--ray-storage={workdir / 'ray_results'}",
+                    f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}", "--experiment", "ray")
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    optuna = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--output_file", "optuna/out.result",
+                       f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow")
+    assert optuna.returncode == 0, optuna.stderr
+    ray_blocks = sorted(parse_recbole_output((workdir / "ray" / "out.result").read_text()), key=repr)
+    optuna_blocks = sorted(parse_recbole_output((workdir / "optuna" / "out.result").read_text()), key=repr)
+    assert ray_blocks == optuna_blocks and len(ray_blocks) == 2  # same objective, same numbers
+    assert (workdir / "ray" / "results.csv").read_text().splitlines()[0] == \
+        (workdir / "optuna" / "results.csv").read_text().splitlines()[0]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ray").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 2
+    assert all(len(client.get_metric_history(c.info.run_id, "valid_mrr_at_10")) == 2 for c in children)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
+    ray_bin = Path(sys.executable).parent / "ray"
+    temp_dir = Path(tempfile.mkdtemp(prefix="rayt", dir="/tmp"))  # short: Ray's socket paths are length-limited
+    port, dashboard = _free_port(), _free_port()
+    env = {**os.environ, **RAY_ENV}
+    start = subprocess.run([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+                            f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                           env=env, capture_output=True, text=True, timeout=180)
+    try:
+        assert start.returncode == 0, start.stderr[-2000:]
+        (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
+        out = workdir / "job"
+        submit = subprocess.run(
+            [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(ROOT),
+             "--", sys.executable, "run_hyper.py", "--tool", "ray", "--ray-address", "auto", "--model", "GRU4Rec",
+             "--dataset", "toy", f"--data_path={workdir / 'data'}", "--embedding_size=8", "--epochs=2",
+             "--show_progress=false", "--params_file", str(workdir / "h.test"), "--output_file",
+             str(out / "hyper.result"), f"--ray-storage={workdir / 'ray_results'}",
+             f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}", "--experiment", "job"],
+            env=env, capture_output=True, text=True, timeout=900)
+        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-2000:]
+        assert "succeeded" in submit.stdout.lower()
+        blocks = parse_recbole_output((out / "hyper.result").read_text())
+        assert sorted(b[0]["learning_rate"] for b in blocks) == ["0.001", "0.01"]
+        client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("job").experiment_id])
+        assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2
+    finally:
+        _stop_head(temp_dir)
+
+
+def _stop_head(temp_dir: Path) -> None:
+    """Stop only this head's processes (`ray stop` would kill every Ray on the machine)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    pids = [int(line.split(None, 1)[0]) for line in listing.splitlines()
+            if str(temp_dir) in line and int(line.split(None, 1)[0]) != os.getpid()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.5)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("pruner", ["median"])
+def test_ray_refuses_optuna_pruners(workdir: Path, pruner: str) -> None:  # noqa: F811
+    (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--tool", "ray", "--pruner", pruner)
+    assert proc.returncode == 2 and "use --pruner asha" in proc.stderr
