@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -90,10 +91,8 @@ def _stop_head(temp_dir: Path) -> None:
             if str(temp_dir) in line and int(line.split(None, 1)[0]) != os.getpid()]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.time() + 15
         while time.time() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.5)
