@@ -55,6 +55,16 @@ class SequentialRecommender(nn.Module):
         raise NotImplementedError
 
 
+def embedding_and_gru_init(module: nn.Module) -> None:
+    """RecBole's GRU4Rec/KSR init: xavier_normal_ on embeddings, xavier_uniform_ on the first GRU layer
+    (hh then ih, RecBole's order, so the RNG stream matches); other layers keep PyTorch's init."""
+    if isinstance(module, nn.Embedding):
+        nn.init.xavier_normal_(module.weight)
+    elif isinstance(module, nn.GRU):
+        nn.init.xavier_uniform_(module.weight_hh_l0)
+        nn.init.xavier_uniform_(module.weight_ih_l0)
+
+
 def bpr_loss(pos_score: torch.Tensor, neg_score: torch.Tensor, gamma: float = 1e-10) -> torch.Tensor:
     """RecBole's BPRLoss: mean of -log(gamma + sigmoid(pos - neg))."""
     return -torch.log(gamma + torch.sigmoid(pos_score - neg_score)).mean()

@@ -29,7 +29,7 @@ from models.data.sequential import SampleSet, SequentialData, load_sequential_da
 from models.errors import ConfigError
 from models.metrics import TopKAccumulator
 from models.registry import create_model
-from models.utils import atomic_path, init_seed, resolve_device
+from models.utils import atomic_path, init_seed, resolve_device, to_plain
 
 
 @dataclass
@@ -261,7 +261,7 @@ class Trainer:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, config: Config, epoch: int) -> None:
     """Write the weights and the plain config atomically; loadable with weights_only=True."""
-    state = {"state_dict": model.state_dict(), "epoch": epoch, "config": _plain(config.to_dict())}
+    state = {"state_dict": model.state_dict(), "epoch": epoch, "config": to_plain(config.to_dict())}
     with atomic_path(Path(path)) as tmp:
         torch.save(state, tmp)
 
@@ -270,17 +270,6 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["state_dict"])
     return state
-
-
-def _plain(value: Any) -> Any:
-    """Only primitive containers survive weights_only loading."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 def prepare(config: Config, data: SequentialData | None = None) -> tuple[SequentialData, SequentialRecommender]:

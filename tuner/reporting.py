@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from models.metrics import format_result
-from models.utils import atomic_path
+from models.utils import atomic_path, to_plain
 
 FINISHED, PRUNED, FAILED, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
 
@@ -121,15 +121,7 @@ def best_config_yaml(model: str, dataset: str, fixed: dict[str, Any], params: di
     content = {"model": model, "dataset": dataset, **fixed, **params}
     header = (f"# Best configuration found by seqtune. Retrain it with:\n"
               f"#   python -m models.train --model {model} --dataset {dataset} --config_files best_config.yaml\n")
-    return header + yaml.safe_dump(_plain(content), sort_keys=False)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return header + yaml.safe_dump(to_plain(content), sort_keys=False)
 
 
 def summary_table(records: Sequence[TrialRecord], bigger: bool, metric: str, limit: int = 15) -> str:

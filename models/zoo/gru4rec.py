@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import SequentialRecommender, scores_and_loss
+from models.base import SequentialRecommender, embedding_and_gru_init, scores_and_loss
 from models.data.sequential import Batch, SequentialData
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
@@ -41,15 +41,7 @@ class GRU4Rec(SequentialRecommender):
         self.emb_dropout = nn.Dropout(cfg.dropout_prob)
         self.gru_layers = PackedGRU(cfg.embedding_size, cfg.hidden_size, cfg.num_layers)
         self.dense = nn.Linear(cfg.hidden_size, cfg.embedding_size)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Embedding):
-            nn.init.xavier_normal_(module.weight)
-        elif isinstance(module, nn.GRU):
-            nn.init.xavier_uniform_(module.weight_hh_l0)
-            nn.init.xavier_uniform_(module.weight_ih_l0)
+        self.apply(embedding_and_gru_init)
 
     def forward(self, item_seq: torch.Tensor, item_length: torch.Tensor) -> torch.Tensor:
         pack = PackInfo.from_lengths(item_length, item_seq.shape[1])

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import SequentialRecommender, bpr_loss
+from models.base import SequentialRecommender, bpr_loss, embedding_and_gru_init
 from models.data.sequential import Batch, SequentialData
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
@@ -78,19 +78,11 @@ class KSR(SequentialRecommender):
         self.dense = nn.Linear(cfg.hidden_size, cfg.kg_embedding_size)
         self.dense_layer_u = nn.Linear(cfg.hidden_size + cfg.kg_embedding_size, cfg.embedding_size)
         self.dense_layer_i = nn.Linear(cfg.embedding_size + cfg.kg_embedding_size, cfg.embedding_size)
-        self.apply(self._init_weights)
+        self.apply(embedding_and_gru_init)
         with torch.no_grad():
             self.entity_embedding.weight.copy_(entity_matrix[: self.n_items])
         # [R, K]: PAD row + the KG's relations ([UI-Relation] excluded, as RecBole); fixed, not trained
         self.register_buffer("relation_matrix", relation_matrix, persistent=False)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Embedding):
-            nn.init.xavier_normal_(module.weight)
-        elif isinstance(module, nn.GRU):
-            nn.init.xavier_uniform_(module.weight_hh_l0)
-            nn.init.xavier_uniform_(module.weight_ih_l0)
 
     def forward(self, item_seq: torch.Tensor, item_length: torch.Tensor) -> torch.Tensor:
         pack = PackInfo.from_lengths(item_length, item_seq.shape[1])

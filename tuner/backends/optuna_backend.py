@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import SeqtuneError
-from models.utils import file_lock
+from models.utils import file_lock, to_plain
 from tuner.backends.base import Backend, StudyPlan
 from tuner.objective import Reporter, run_tracked_trial
 from tuner.reporting import FAILED, FINISHED, PRUNED, TrialRecord
@@ -271,7 +271,7 @@ def run_one(study: Any, plan: StudyPlan, trial: Any) -> None:
             storage.set_trial_user_attr(trial._trial_id, "seconds", round(time.perf_counter() - tic, 3))
             study.tell(trial, state=TrialState.FAIL)
             return
-    for key, value in {**outcome.attrs(), "config_params": _jsonable(params)}.items():
+    for key, value in {**outcome.attrs(), "config_params": to_plain(params)}.items():
         storage.set_trial_user_attr(trial._trial_id, key, value)
     wall = time.perf_counter() - tic
     storage.set_trial_user_attr(trial._trial_id, "seconds", round(wall, 3))
@@ -292,16 +292,6 @@ def _tracker(plan: StudyPlan) -> Tracker:
     if key not in _TRACKERS:
         _TRACKERS[key] = open_tracker(plan.tracker)
     return _TRACKERS[key]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
 
 
 def worker_loop(plan: StudyPlan, deadline: float | None = None) -> int:
