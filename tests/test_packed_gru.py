@@ -27,6 +27,21 @@ def test_matches_nn_gru_forward_and_backward(layers: int) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_inference_path_matches_nn_gru(layers: int) -> None:
+    torch.manual_seed(10 + layers)
+    gru = PackedGRU(5, 6, layers).double()
+    table = torch.randn(30, 5, dtype=torch.double)
+    seq = torch.randint(1, 30, (17, 9))
+    lengths = torch.randint(1, 10, (17,))
+    pack = PackInfo.from_lengths(lengths, 9)
+    with torch.no_grad():
+        full, _ = torch.nn.GRU.forward(gru, table[seq])
+        reference = full[torch.arange(17), lengths - 1]
+        torch.testing.assert_close(gru.last_hidden(None, pack, table, seq), reference, rtol=0, atol=1e-12)
+        torch.testing.assert_close(gru.last_hidden(table[seq], pack), reference, rtol=0, atol=1e-12)
+
+
 def test_lookup_table_path_equals_dense_input() -> None:
     torch.manual_seed(0)
     gru = PackedGRU(4, 6, 2).double()

@@ -13,6 +13,7 @@ Parameters, their names and their initialisation are those of ``nn.GRU(bias=Fals
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +141,35 @@ class _GRURecurrence(torch.autograd.Function):
         return grad_rz, grad_gi_n, grad_w, None, None
 
 
+def _last_hidden_inference(
+    gi_rz_of: Callable[[int, int], torch.Tensor],
+    gi_n_of: Callable[[int, int], torch.Tensor],
+    w_hh: torch.Tensor,
+    pack: PackInfo,
+) -> torch.Tensor:
+    """No-grad recurrence that keeps only the current state: [B, H] in the length-sorted order.
+
+    Rows are sorted by length, so a finished row simply stops being updated and its state stays in
+    place. ``gi_*_of(start, rows)`` give the input projections of one step.
+    """
+    hidden = w_hh.shape[1]
+    w_hh_t = w_hh.t()
+    rows0 = pack.batch_sizes[0]
+    h = torch.zeros(rows0, hidden, dtype=w_hh.dtype, device=w_hh.device)
+    for step, rows in enumerate(pack.batch_sizes):
+        start = pack.offsets[step]
+        h_prev = h[:rows]
+        if step == 0:
+            rz = gi_rz_of(start, rows).sigmoid()
+            n = _tanh_(gi_n_of(start, rows).clone())
+        else:
+            gh = h_prev @ w_hh_t  # [b, 3H], one matmul for all gates
+            rz = gh[:, : 2 * hidden].add_(gi_rz_of(start, rows)).sigmoid_()  # [b, 2H]
+            n = _tanh_(torch.addcmul(gi_n_of(start, rows), rz[:, :hidden], gh[:, 2 * hidden :]))
+        torch.lerp(n, h_prev, rz[:, hidden:], out=h_prev)  # (1 - z) * n + z * h_prev, in place
+    return h
+
+
 class PackedGRU(nn.GRU):
     """``nn.GRU(bias=False, batch_first=True)`` that returns each row's output at its last real step."""
 
@@ -160,6 +190,8 @@ class PackedGRU(nn.GRU):
         instead of a matmul per step (the same products, computed once per item).
         """
         hidden = self.hidden_size
+        if not torch.is_grad_enabled():
+            return self._last_hidden_inference(x, pack, input_table, item_seq)
         layer_input: torch.Tensor | None = None
         for layer in range(self.num_layers):
             w_ih = getattr(self, f"weight_ih_l{layer}")
@@ -180,3 +212,47 @@ class PackedGRU(nn.GRU):
             layer_input = _GRURecurrence.apply(gi_rz, gi_n, w_hh, pack.batch_sizes, pack.offsets)
         assert layer_input is not None
         return layer_input.index_select(0, pack.last_index)
+
+    def _last_hidden_inference(
+        self,
+        x: torch.Tensor | None,
+        pack: PackInfo,
+        input_table: torch.Tensor | None,
+        item_seq: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Evaluation: lower layers as in training, the top layer keeps only its current state."""
+        hidden = self.hidden_size
+        layer_input: torch.Tensor | None = None
+        for layer in range(self.num_layers):
+            w_ih = getattr(self, f"weight_ih_l{layer}")
+            w_hh = getattr(self, f"weight_hh_l{layer}")
+            w_rz, w_n = w_ih[: 2 * hidden], w_ih[2 * hidden :]
+            if layer == 0 and input_table is not None:
+                assert item_seq is not None
+                items = item_seq.reshape(-1).index_select(0, pack.flat_index)  # [T]
+                table_rz, table_n = input_table @ w_rz.t(), input_table @ w_n.t()  # [N, 2H], [N, H]: once per item
+
+                def gi_rz_of(start: int, rows: int, t=table_rz, i=items) -> torch.Tensor:
+                    return t.index_select(0, i[start : start + rows])
+
+                def gi_n_of(start: int, rows: int, t=table_n, i=items) -> torch.Tensor:
+                    return t.index_select(0, i[start : start + rows])
+            else:
+                if layer == 0:
+                    assert x is not None
+                    layer_input = x.reshape(-1, x.shape[-1]).index_select(0, pack.flat_index)
+                assert layer_input is not None
+                all_rz, all_n = layer_input @ w_rz.t(), layer_input @ w_n.t()
+
+                def gi_rz_of(start: int, rows: int, t=all_rz) -> torch.Tensor:
+                    return t[start : start + rows]
+
+                def gi_n_of(start: int, rows: int, t=all_n) -> torch.Tensor:
+                    return t[start : start + rows]
+            if layer == self.num_layers - 1:
+                h_sorted = _last_hidden_inference(gi_rz_of, gi_n_of, w_hh, pack)  # [B, H], sorted order
+                return h_sorted.index_select(0, pack.unsort)
+            gi_rz = torch.cat([gi_rz_of(pack.offsets[s], r) for s, r in enumerate(pack.batch_sizes)])
+            gi_n = torch.cat([gi_n_of(pack.offsets[s], r) for s, r in enumerate(pack.batch_sizes)])
+            layer_input = _GRURecurrence.apply(gi_rz, gi_n, w_hh, pack.batch_sizes, pack.offsets)
+        raise AssertionError("unreachable")
