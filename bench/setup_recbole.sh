@@ -35,7 +35,9 @@ fi
 
 # 4. the light deps by hand (numpy<2: Config uses np.float_), plus hyperopt for run_hyper.
 DEPS=("numpy<2" "pandas<3" scipy scikit-learn colorlog==4.7.2 colorama==0.4.4
-      tensorboard thop tqdm pyyaml tabulate plotly texttable psutil hyperopt)
+      tensorboard thop tqdm pyyaml tabulate plotly texttable psutil "hyperopt==0.2.5" "setuptools<70")
+# RecBole pins hyperopt 0.2.5 (its exhaustive search passes a RandomState; 0.2.7 wants a Generator),
+# and hyperopt 0.2.5 imports pkg_resources, which setuptools 70+ no longer ships.
 missing=()
 for d in numpy pandas scipy scikit-learn colorlog colorama tensorboard thop tqdm pyyaml \
          tabulate plotly texttable psutil hyperopt; do
