@@ -19,6 +19,7 @@ from tests.conftest import ROOT
 from tests.test_tuner import run_hyper, workdir  # noqa: F401 - fixture
 from tuner.reporting import parse_recbole_output
 
+RUNTIME_ENV = '{"excludes": [".venv", ".git", "tests/screenshots", "ray_results", "*.db", "results"]}'
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -67,7 +68,7 @@ def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
         out = workdir / "job"
         submit = subprocess.run(
             [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(ROOT),
-             "--", sys.executable, "run_hyper.py", "--tool", "ray", "--ray-address", "auto", "--model", "GRU4Rec",
+             "--runtime-env-json", RUNTIME_ENV, "--", sys.executable, "run_hyper.py", "--tool", "ray", "--ray-address", "auto", "--model", "GRU4Rec",
              "--dataset", "toy", f"--data_path={workdir / 'data'}", "--embedding_size=8", "--epochs=2",
              "--show_progress=false", "--params_file", str(workdir / "h.test"), "--output_file",
              str(out / "hyper.result"), f"--ray-storage={workdir / 'ray_results'}",
