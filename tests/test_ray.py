@@ -58,17 +58,20 @@ def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
     temp_dir = Path(tempfile.mkdtemp(prefix="rayt", dir="/tmp"))  # short: Ray's socket paths are length-limited
     port, dashboard = _free_port(), _free_port()
     env = {**os.environ, **RAY_ENV}
-    start = subprocess.run([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
-                            f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-                           env=env, capture_output=True, text=True, timeout=180)
+    # its own session: every daemon the head forks shares this process group, stopped as one below
+    start = subprocess.Popen([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+                              f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, start_err = start.communicate(timeout=180)
     try:
-        assert start.returncode == 0, start.stderr[-2000:]
+        assert start.returncode == 0, start_err[-2000:]
         (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
         out = workdir / "job"
         submit = subprocess.run(
             [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--working-dir", str(ROOT),
-             "--runtime-env-json", RUNTIME_ENV, "--", sys.executable, "run_hyper.py", "--tool", "ray", "--ray-address", "auto", "--model", "GRU4Rec",
+             "--runtime-env-json", RUNTIME_ENV, "--",
+             sys.executable, "run_hyper.py", "--tool", "ray", "--ray-address", "auto", "--model", "GRU4Rec",
              "--dataset", "toy", f"--data_path={workdir / 'data'}", "--embedding_size=8", "--epochs=2",
              "--show_progress=false", "--params_file", str(workdir / "h.test"), "--output_file",
              str(out / "hyper.result"), f"--ray-storage={workdir / 'ray_results'}",
@@ -82,14 +85,19 @@ def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
         runs = client.search_runs([client.get_experiment_by_name("job").experiment_id])
         assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2
     finally:
-        _stop_head(temp_dir)
+        _stop_head(temp_dir, start.pid)
 
 
-def _stop_head(temp_dir: Path) -> None:
-    """Stop only this head's processes (`ray stop` would kill every Ray on the machine)."""
-    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    pids = [int(line.split(None, 1)[0]) for line in listing.splitlines()
-            if str(temp_dir) in line and int(line.split(None, 1)[0]) != os.getpid()]
+def _stop_head(temp_dir: Path, group: int) -> None:
+    """Stop only this head's processes (`ray stop` would kill every Ray on the machine): its process
+    group, plus anything whose command line names its temp dir."""
+    listing = subprocess.run(["ps", "-eo", "pid=,pgid=,args=", "--width", "100000"], capture_output=True,
+                             text=True).stdout
+    pids = []
+    for line in listing.splitlines():
+        pid, pgid, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (*line.split(None, 1), "")
+        if int(pid) != os.getpid() and (int(pgid) == group or str(temp_dir) in args):
+            pids.append(int(pid))
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
