@@ -189,29 +189,40 @@ class PackedGRU(nn.GRU):
         [B, L]: then the first layer's input projection is a row lookup in ``input_table @ W_ih^T``
         instead of a matmul per step (the same products, computed once per item).
         """
-        hidden = self.hidden_size
         if not torch.is_grad_enabled():
             return self._last_hidden_inference(x, pack, input_table, item_seq)
         layer_input: torch.Tensor | None = None
         for layer in range(self.num_layers):
-            w_ih = getattr(self, f"weight_ih_l{layer}")
-            w_hh = getattr(self, f"weight_hh_l{layer}")
-            w_rz, w_n = w_ih[: 2 * hidden], w_ih[2 * hidden :]
+            w_rz, w_n, w_hh = self._split_weights(layer)
             if layer == 0 and input_table is not None:
-                assert item_seq is not None
-                packed_items = item_seq.reshape(-1).index_select(0, pack.flat_index)  # [T]
-                gi_rz = (input_table @ w_rz.t()).index_select(0, packed_items)  # [T, 2H]
-                gi_n = (input_table @ w_n.t()).index_select(0, packed_items)  # [T, H]
+                table_rz, table_n, items = self._item_projections(input_table, item_seq, pack)
+                gi_rz, gi_n = table_rz.index_select(0, items), table_n.index_select(0, items)  # [T, 2H], [T, H]
             else:
-                if layer == 0:
-                    assert x is not None
-                    layer_input = x.reshape(-1, x.shape[-1]).index_select(0, pack.flat_index)  # [T, E]
+                layer_input = self._packed_input(x, pack) if layer == 0 else layer_input
                 assert layer_input is not None
-                gi_rz = layer_input @ w_rz.t()  # [T, 2H]
-                gi_n = layer_input @ w_n.t()  # [T, H]
+                gi_rz, gi_n = layer_input @ w_rz.t(), layer_input @ w_n.t()  # [T, 2H], [T, H]
             layer_input = _GRURecurrence.apply(gi_rz, gi_n, w_hh, pack.batch_sizes, pack.offsets)
         assert layer_input is not None
         return layer_input.index_select(0, pack.last_index)
+
+    def _split_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_ih rows of r and z [2H, in], W_ih rows of n [H, in], W_hh [3H, H]) of one layer."""
+        w_ih = getattr(self, f"weight_ih_l{layer}")
+        return w_ih[: 2 * self.hidden_size], w_ih[2 * self.hidden_size :], getattr(self, f"weight_hh_l{layer}")
+
+    def _item_projections(
+        self, input_table: torch.Tensor, item_seq: torch.Tensor | None, pack: PackInfo
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """First-layer projections of every item ([N, 2H], [N, H]) and the packed item ids [T]."""
+        assert item_seq is not None
+        w_rz, w_n, _ = self._split_weights(0)
+        items = item_seq.reshape(-1).index_select(0, pack.flat_index)
+        return input_table @ w_rz.t(), input_table @ w_n.t(), items
+
+    @staticmethod
+    def _packed_input(x: torch.Tensor | None, pack: PackInfo) -> torch.Tensor:
+        assert x is not None
+        return x.reshape(-1, x.shape[-1]).index_select(0, pack.flat_index)  # [T, E]
 
     def _last_hidden_inference(
         self,
@@ -221,16 +232,11 @@ class PackedGRU(nn.GRU):
         item_seq: torch.Tensor | None,
     ) -> torch.Tensor:
         """Evaluation: lower layers as in training, the top layer keeps only its current state."""
-        hidden = self.hidden_size
         layer_input: torch.Tensor | None = None
         for layer in range(self.num_layers):
-            w_ih = getattr(self, f"weight_ih_l{layer}")
-            w_hh = getattr(self, f"weight_hh_l{layer}")
-            w_rz, w_n = w_ih[: 2 * hidden], w_ih[2 * hidden :]
+            w_rz, w_n, w_hh = self._split_weights(layer)
             if layer == 0 and input_table is not None:
-                assert item_seq is not None
-                items = item_seq.reshape(-1).index_select(0, pack.flat_index)  # [T]
-                table_rz, table_n = input_table @ w_rz.t(), input_table @ w_n.t()  # [N, 2H], [N, H]: once per item
+                table_rz, table_n, items = self._item_projections(input_table, item_seq, pack)
 
                 def gi_rz_of(start: int, rows: int, t=table_rz, i=items) -> torch.Tensor:
                     return t.index_select(0, i[start : start + rows])
@@ -238,9 +244,7 @@ class PackedGRU(nn.GRU):
                 def gi_n_of(start: int, rows: int, t=table_n, i=items) -> torch.Tensor:
                     return t.index_select(0, i[start : start + rows])
             else:
-                if layer == 0:
-                    assert x is not None
-                    layer_input = x.reshape(-1, x.shape[-1]).index_select(0, pack.flat_index)
+                layer_input = self._packed_input(x, pack) if layer == 0 else layer_input
                 assert layer_input is not None
                 all_rz, all_n = layer_input @ w_rz.t(), layer_input @ w_n.t()
 
