@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from recbole_env import recbole_env, recbole_python  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 KEYS = ("mrr@10", "ndcg@10", "recall@10")
 
@@ -38,12 +40,9 @@ def run_recbole(model: str, seed: int, threads: int, extra: list[str]) -> dict:
     if legacy.is_file() and not out.is_file():
         out.write_text(legacy.read_text())
     if not out.is_file():
-        venv = Path(os.environ.get("RECBOLE_VENV", Path.home() / "recbole-venv"))
-        env = {**os.environ, "PYTHONPATH": os.environ.get("RAYSTUB", str(Path.home() / "raystub")),
-               "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
-        command = [str(venv / "bin" / "python"), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
+        command = [recbole_python(), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
                    "--threads", str(threads), "--out", str(out), *extra]
-        subprocess.run(command, cwd=ROOT, env=env, check=True)
+        subprocess.run(command, cwd=ROOT, env=recbole_env(), check=True)
     return json.loads(out.read_text())
 
 

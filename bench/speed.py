@@ -19,16 +19,16 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from recbole_env import recbole_env, recbole_python  # noqa: E402
 
 
 def run(tool: str, model: str, epochs: int, threads: int, repeats: int, seed: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = handle.name
     if tool == "recbole":
-        venv = Path(os.environ.get("RECBOLE_VENV", Path.home() / "recbole-venv"))
-        env = {**os.environ, "PYTHONPATH": os.environ.get("RAYSTUB", str(Path.home() / "raystub")),
-               "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
-        command = [str(venv / "bin" / "python"), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
+        env = recbole_env()
+        command = [recbole_python(), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
                    "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out]
     else:
         env = dict(os.environ)

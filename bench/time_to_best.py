@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from recbole_env import recbole_env, recbole_python  # noqa: E402
+
 SPACE = "learning_rate choice [0.01, 0.005, 0.001, 0.0005]\ndropout_prob choice [0.1, 0.3]\n"
 
 
@@ -31,11 +33,9 @@ def run_recbole(work: Path, epochs: int) -> dict:
     config.write_text(f"model: GRU4Rec\ndataset: ml-100k\nepochs: {epochs}\ntrain_neg_sample_args: ~\n"
                       f"show_progress: False\ncheckpoint_dir: {work / 'saved'}\nlog_root: {work / 'log'}\n")
     (work / "h.test").write_text(SPACE)
-    venv = Path(os.environ.get("RECBOLE_VENV", Path.home() / "recbole-venv"))
-    env = {**os.environ, "PYTHONPATH": os.environ.get("RAYSTUB", str(Path.home() / "raystub")),
-           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore", "HYPEROPT_FMIN_SEED": "2020"}
+    env = recbole_env(PYTHONWARNINGS="ignore", HYPEROPT_FMIN_SEED="2020")
     out = work / "recbole.json"
-    subprocess.run([str(venv / "bin" / "python"), str(ROOT / "bench" / "recbole_hyper.py"), "--config", str(config),
+    subprocess.run([recbole_python(), str(ROOT / "bench" / "recbole_hyper.py"), "--config", str(config),
                     "--params", str(work / "h.test"), "--out", str(out)], cwd=work, env=env, check=True)
     return json.loads(out.read_text())
 
