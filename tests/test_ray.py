@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
 from tests.test_tuner import run_hyper, workdir  # noqa: F401 - fixture
+from tests.test_ui import free_port
 from tuner.reporting import parse_recbole_output
 
 RUNTIME_ENV = '{"excludes": [".venv", ".git", "tests/screenshots", "ray_results", "*.db", "results"]}'
@@ -45,18 +46,10 @@ def test_local_ray_grid_matches_optuna_backend(workdir: Path) -> None:  # noqa: 
     assert all(len(client.get_metric_history(c.info.run_id, "valid_mrr_at_10")) == 2 for c in children)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
     ray_bin = Path(sys.executable).parent / "ray"
     temp_dir = Path(tempfile.mkdtemp(prefix="rayt", dir="/tmp"))  # short: Ray's socket paths are length-limited
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     env = {**os.environ, **RAY_ENV}
     # its own session: every daemon the head forks shares this process group, stopped as one below
     start = subprocess.Popen([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
