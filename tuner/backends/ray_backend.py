@@ -165,7 +165,6 @@ class RayBackend(Backend):
         config = {k: v for k, v in (result.config or {}).items() if k in plan.space.parameters}
         params = plan.space.to_config_values(config)
         metrics = result.metrics or {}
-        trial_id = str(metrics.get("trial_id", ""))
         number = index
         if result.path:
             suffix = Path(result.path).name.split("_")
@@ -182,5 +181,4 @@ class RayBackend(Backend):
         return TrialRecord(number=number, state=state, params=params,
                            best_valid_score=None if score is None or not math.isfinite(score) else score,
                            best_valid_result=valid, test_result=test, seconds=metrics.get("seconds"),
-                           epochs_run=int(metrics.get("epoch", 1)) - (1 if metrics.get("final") else 0),
-                           error=trial_id and None)
+                           epochs_run=int(metrics.get("epoch", 1)) - (1 if metrics.get("final") else 0))
