@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
     _, start_err = start.communicate(timeout=180)
     try:
         assert start.returncode == 0, start_err[-2000:]
+        _wait_for_dashboard(dashboard, temp_dir)
         (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
         out = workdir / "job"
         submit = subprocess.run(
@@ -79,6 +81,22 @@ def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
         assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2
     finally:
         _stop_head(temp_dir, start.pid)
+
+
+def _wait_for_dashboard(port: int, temp_dir: Path, timeout: float = 120.0) -> None:
+    """`ray start` returns before the dashboard (which serves the job API) listens; wait for it, and
+    fail with its own log when it never comes up (e.g. ray's `default` extra missing)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    logs = sorted(temp_dir.glob("session_*/logs/dashboard.*"))
+    tail = "\n".join(f"{log}:\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
+    pytest.fail(f"Ray dashboard on 127.0.0.1:{port} not up after {timeout:.0f} s\n{tail}")
 
 
 def _stop_head(temp_dir: Path, group: int) -> None:
