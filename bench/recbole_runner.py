@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--data-path", default=None,
                    help="directory set as config['data_path'] after Config is built "
                         "(RecBole hard-wires it for ml-100k; see recbole-reference.md problem 6)")
+    p.add_argument("--kg-vectors", default=None,
+                   help="directory holding <dataset>.ent/.rel (seqtune's TransE output): builds a data dir of "
+                        "the dataset's atomic files plus these, with the KG config of recbole-reference.md")
     p.add_argument("--eval-repeats", type=int, default=0,
                    help="after training, time N full-sort evaluations of the valid set and record the median")
     p.add_argument("--no-flops", action="store_true",
@@ -48,6 +51,32 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true", help="show RecBole's own INFO log on stdout")
     p.add_argument("--out", required=True, help="JSON output path")
     return p.parse_args(argv)
+
+
+# recbole-reference.md problems 7 and 9: the sequential split and the KG tables, by the names the models read
+KG_CONFIG = {
+    "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"], "kg": ["head_id", "relation_id", "tail_id"],
+                 "link": ["item_id", "entity_id"], "ent": ["ent_id", "ent_emb"], "rel": ["rel_id", "rel_emb"]},
+    "alias_of_entity_id": ["ent_id"],
+    "alias_of_relation_id": ["rel_id"],
+    "preload_weight": {"ent_id": "ent_emb", "rel_id": "rel_emb"},
+    "additional_feat_suffix": ["ent", "rel"],
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+}
+
+
+def _kg_data_dir(source: str, vectors: str, dataset: str, workdir: str) -> str:
+    """The dataset's atomic files (symlinked) plus the .ent/.rel vectors, in one directory RecBole reads."""
+    target = os.path.join(workdir, "data", dataset)
+    os.makedirs(target)
+    for folder, suffixes in ((source, None), (vectors, (".ent", ".rel"))):
+        for name in os.listdir(folder):
+            if name.startswith(dataset + ".") and (suffixes is None or name.endswith(suffixes)):
+                dest = os.path.join(target, name)
+                if os.path.lexists(dest):
+                    os.remove(dest)
+                os.symlink(os.path.join(folder, name), dest)
+    return target
 
 
 def _num(x):
@@ -96,9 +125,13 @@ def main(argv=None):
     if args.epochs is not None:
         config_dict["epochs"] = args.epochs
     t0 = time.perf_counter()
+    if args.kg_vectors:
+        config_dict.update(KG_CONFIG)
     config = Config(model=args.model, dataset=args.dataset,
                     config_file_list=[config_file] if config_file else None,
                     config_dict=config_dict)
+    if args.kg_vectors:
+        data_path = _kg_data_dir(config["data_path"], os.path.abspath(args.kg_vectors), args.dataset, workdir)
     if data_path:
         config["data_path"] = data_path
     init_seed(config["seed"], config["reproducibility"])
@@ -114,6 +147,8 @@ def main(argv=None):
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    if hasattr(model, "relation_Matrix"):  # KSR builds it float64 from the .rel file (problem 8)
+        model.relation_Matrix = model.relation_Matrix.float()
     flops = None
     if not args.no_flops:
         transform = construct_transform(config)

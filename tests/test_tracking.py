@@ -93,3 +93,41 @@ def test_no_mlflow_writes_no_store(workdir: Path) -> None:  # noqa: F811
                      f"--storage=sqlite:///{workdir / 's.db'}")
     assert proc.returncode == 0, proc.stderr
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_new_sqlite_store_from_the_schema_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new mlflow.db is a copy of a once-migrated template: same schema as MLflow's own migration,
+    and the default experiment recreated for where the store really is."""
+    import os
+
+    from tuner.tracking.mlflow_tracker import prepare_sqlite_store
+
+    monkeypatch.setenv("SEQTUNE_CACHE", str(tmp_path / "cache"))
+    migrated = tmp_path / "migrated"
+    migrated.mkdir()
+    monkeypatch.chdir(migrated)
+    MlflowClient("sqlite:///plain.db").search_experiments()  # MLflow's own migration chain
+
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    monkeypatch.chdir(copied)
+    prepare_sqlite_store("sqlite:///a.db")  # builds the template, then copies it
+    prepare_sqlite_store("sqlite:///b.db")  # copies it
+    assert len(list((tmp_path / "cache" / "mlflow").glob("schema-*.db"))) == 1
+
+    def schema(db: Path) -> tuple[list, list]:
+        with sqlite3.connect(db) as con:
+            tables = con.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+            return tables, con.execute("SELECT version_num FROM alembic_version").fetchall()
+
+    assert schema(copied / "b.db") == schema(migrated / "plain.db")
+    client = MlflowClient("sqlite:///b.db")
+    default = client.get_experiment("0")
+    assert default.name == "Default" and default.artifact_location.endswith(os.path.join("copied", "mlruns", "0"))
+    experiment = client.create_experiment("x")
+    assert experiment == "1"
+    client.log_text(client.create_run(experiment).info.run_id, "hello", "a.txt")
+
+    (copied / "b.db").write_bytes(b"")  # an existing store, even an odd one, is never replaced
+    prepare_sqlite_store("sqlite:///b.db")
+    assert (copied / "b.db").read_bytes() == b""

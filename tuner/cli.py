@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import math
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,6 +186,8 @@ def make_progress(total: int, quiet: bool, metric: str) -> tuple[Any, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, (base, overrides), space = resolve(argv)
+    if not args.no_mlflow:  # MLflow's import takes seconds: overlap it with the study's set-up
+        threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
     from tuner.backends.base import StudyPlan
     from tuner.objective import StudySpec
     from tuner.reporting import (

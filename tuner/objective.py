@@ -8,6 +8,7 @@ whether to stop early (Optuna's pruners, Ray's schedulers) by returning True fro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
@@ -74,6 +75,16 @@ class TrialOutcome:
             "eval_seconds": round(self.eval_seconds, 3),
             "seconds": round(self.seconds, 3),
         }
+
+
+def warm_up(spec: StudySpec) -> None:
+    """Import the trainer and tensorize the data set before a worker's first trial, so start-up is
+    counted once per worker, never inside a trial. A failure here is left for the trial to report."""
+    from models.data.sequential import load_sequential_data
+    from models.trainer import train  # noqa: F401 - the import is the point
+
+    with contextlib.suppress(Exception):  # the first trial raises it again, recorded with its trial
+        load_sequential_data(spec.config({}))
 
 
 def run_tracked_trial(

@@ -26,7 +26,7 @@ from typing import Any
 from models.errors import SeqtuneError
 from models.utils import file_lock, to_plain
 from tuner.backends.base import Backend, StudyPlan
-from tuner.objective import Reporter, run_tracked_trial
+from tuner.objective import Reporter, run_tracked_trial, warm_up
 from tuner.reporting import FAILED, FINISHED, PRUNED, TrialRecord
 from tuner.tracking.base import Tracker, open_tracker
 
@@ -204,6 +204,16 @@ def next_trial(study: Any, plan: StudyPlan, lock: Path) -> Any | None:
         return study.ask()
 
 
+def has_work(study: Any, plan: StudyPlan) -> bool:
+    """Whether a worker joining now would get a trial (then it is worth warming up)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return True
+    return plan.algo != "grid" and count_trials(trials, include_running=True) < plan.n_trials
+
+
 def count_trials(trials: list[Any], include_running: bool = False) -> int:
     """Trials that used up the budget: finished ones, minus failures that were queued again."""
     from optuna.trial import TrialState
@@ -305,6 +315,9 @@ def worker_loop(plan: StudyPlan, deadline: float | None = None) -> int:
         torch.set_num_threads(plan.threads_per_worker)
     study = open_study(plan, create=False)
     lock = lock_path(plan.storage)
+    if has_work(study, plan):
+        warm_up(plan.spec)
+        _tracker(plan)  # the tracking client (MLflow's import) too
     ran = 0
     while deadline is None or time.time() < deadline:
         reap_dead_trials(study, lock)

@@ -9,8 +9,10 @@ retried when the database is locked; a tracking server is the recommended store 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -51,6 +53,51 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:6000]
     return flat
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URI (None for servers and in-memory databases)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix):] in ("", ":memory:"):
+        return None
+    return Path(uri[len(prefix):]).expanduser()
+
+
+def prepare_sqlite_store(uri: str) -> None:
+    """Give a new SQLite store MLflow's schema by copying a migrated empty database.
+
+    MLflow builds a fresh store by running its whole alembic migration chain (seconds, every new
+    mlflow.db). The chain's result depends only on MLflow's version, so it runs once per version into
+    a cached template; its default experiment (whose artifact path names the directory it was made in)
+    is removed, and MLflow recreates it for the real location when it opens the copy.
+    """
+    target = sqlite_file(uri)
+    if target is None or target.exists():
+        return
+    import sqlite3
+
+    import mlflow
+
+    from models.data.datasets import cache_root
+    from models.utils import atomic_path, file_lock
+
+    template = cache_root() / "mlflow" / f"schema-{mlflow.__version__}.db"
+    with file_lock(template.with_suffix(".lock")):
+        if not template.exists():
+            with atomic_path(template) as tmp:
+                tmp.unlink()
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # runs the migrations
+                with contextlib.closing(sqlite3.connect(tmp)) as db:
+                    db.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
+                    db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+                    db.commit()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(target.with_name(f".{target.name}.lock")):
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(template, tmp)
 
 
 def git_commit() -> str | None:
@@ -113,6 +160,7 @@ class MlflowTracker(Tracker):
         """Driver side: get or create the experiment and the study's parent run (once)."""
         from mlflow.tracking import MlflowClient
 
+        prepare_sqlite_store(uri)
         client = MlflowClient(tracking_uri=uri)
         found = retry(lambda: client.get_experiment_by_name(experiment))
         experiment_id = found.experiment_id if found else retry(lambda: client.create_experiment(experiment))
