@@ -66,6 +66,22 @@ def test_grid_with_two_workers_runs_every_point_once(workdir: Path) -> None:
     assert "valid MRR@10" in proc.stdout  # the summary table
 
 
+def test_random_grid_order_is_seeded_and_complete(workdir: Path) -> None:
+    space = workdir / "h.test"
+    space.write_text("learning_rate choice [0.01, 0.005]\nhidden_size choice [8, 16]\n")
+    orders = []
+    for seed in (2020, 2020, 7):
+        db = workdir / f"s{len(orders)}.db"
+        proc = run_hyper(workdir, "--params_file", str(space), "--epochs=1", "--grid-order", "random",
+                         f"--sampler-seed={seed}", "--storage", f"sqlite:///{db}", "--no-mlflow", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        # Optuna stores a choice as its index
+        orders.append([(int(p["learning_rate"]), int(p["hidden_size"])) for _, _, p in sorted(study_rows(db))])
+    file_order = [(lr, h) for lr in (0, 1) for h in (0, 1)]
+    assert orders[0] == orders[1] and sorted(orders[0]) == sorted(file_order)
+    assert orders[0] != orders[2] or orders[0] != file_order  # a shuffle, not the file's order every time
+
+
 def test_both_flag_forms_and_best_config_retrains(workdir: Path) -> None:
     space = workdir / "h.test"
     space.write_text("learning_rate choice [0.01]\n")

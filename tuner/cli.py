@@ -14,6 +14,7 @@ import importlib
 import json
 import math
 import os
+import random
 import statistics
 import sys
 import threading
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     ours = p.add_argument_group("seqtune's flags")
     ours.add_argument("--algo", choices=["grid", "tpe", "random"], default=None,
                       help="search algorithm (default: grid for an all-choice space, else tpe)")
+    ours.add_argument("--grid-order", "--grid_order", dest="grid_order", choices=["file", "random"], default="file",
+                      help="a grid's run order: the file's, or shuffled by --sampler-seed as RecBole's exhaustive "
+                           "search does (a study stopped early has then sampled the grid without bias)")
     ours.add_argument("--n-trials", "--n_trials", dest="n_trials", type=int, default=None,
                       help="trial budget (default: the grid size, or 100 as RecBole's max_evals)")
     ours.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
@@ -117,6 +121,8 @@ def resolve(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any, Search
         raise SeqtuneError("--n-trials must be >= 1")
     if args.pruner == "asha" and args.tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
+    if args.tool == "ray" and args.grid_order == "random":
+        raise SeqtuneError("--grid-order random is the optuna tool's; Ray Tune runs a grid_search in file order")
     if args.tool == "ray" and args.pruner in ("median", "hyperband"):
         raise SeqtuneError(f"--pruner {args.pruner} is Optuna's; with --tool ray use --pruner asha")
     for warning in base.warnings:
@@ -225,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_epochs=base["epochs"],
         quiet=args.quiet,
     )
+    if plan.algo == "grid" and args.grid_order == "random":
+        plan.extra["points"] = space.grid()
+        random.Random(plan.sampler_seed).shuffle(plan.extra["points"])
     if not args.quiet:
         print(f"study {plan.study_name!r} ({plan.algo}, {n_trials} trials, {args.workers} worker(s) x "
               f"{threads} thread(s)) in {plan.storage}", file=sys.stderr)
