@@ -1,6 +1,7 @@
 """Side-by-side fidelity: seqtune vs RecBole 1.2.1 on the same protocol, per seed, then a table.
 
     python bench/fidelity.py --model GRU4Rec --seeds 2020 2021 2022 [--recbole-seeds 2020] [--threads 1]
+    python bench/fidelity.py --model KSR --seeds 2020 2021 2022 --epochs 5     # an epoch cap on both sides
 
 Each run writes bench/results/fidelity_<tool>_<model>_seed<S>.json (an existing file is reused, so an
 interrupted comparison resumes); RecBole runs in its own venv through bench/recbole_runner.py
@@ -19,14 +20,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from recbole_env import recbole_env, recbole_python  # noqa: E402
+from recbole_env import recbole_env, recbole_model_args, recbole_python  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 KEYS = ("mrr@10", "ndcg@10", "recall@10")
 
 
-def run_ours(model: str, seed: int, threads: int, extra: list[str]) -> dict:
-    out = RESULTS / f"fidelity_seqtune_{model.lower()}_seed{seed}.json"
+def tag(model: str, seed: int, epochs: int | None) -> str:
+    return f"{model.lower()}_seed{seed}" + (f"_epochs{epochs}" if epochs else "")
+
+
+def run_ours(model: str, seed: int, threads: int, epochs: int | None) -> dict:
+    out = RESULTS / f"fidelity_seqtune_{tag(model, seed, epochs)}.json"
+    extra = [f"--epochs={epochs}"] if epochs else []
     if not out.is_file():
         command = [sys.executable, "-m", "models.train", "--model", model, "--dataset", "ml-100k", f"--seed={seed}",
                    f"--threads={threads}", "--show_progress=false", "--quiet", "--result_json", str(out), *extra]
@@ -34,14 +40,12 @@ def run_ours(model: str, seed: int, threads: int, extra: list[str]) -> dict:
     return json.loads(out.read_text())
 
 
-def run_recbole(model: str, seed: int, threads: int, extra: list[str]) -> dict:
-    out = RESULTS / f"fidelity_recbole_{model.lower()}_seed{seed}.json"
-    legacy = RESULTS / f"recbole_{model.lower()}_seed{seed}.json"
-    if legacy.is_file() and not out.is_file():
-        out.write_text(legacy.read_text())
+def run_recbole(model: str, seed: int, threads: int, epochs: int | None) -> dict:
+    out = RESULTS / f"fidelity_recbole_{tag(model, seed, epochs)}.json"
+    extra = ["--epochs", str(epochs)] if epochs else []
     if not out.is_file():
         command = [recbole_python(), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
-                   "--threads", str(threads), "--out", str(out), *extra]
+                   "--threads", str(threads), "--out", str(out), *recbole_model_args(model), *extra]
         subprocess.run(command, cwd=ROOT, env=recbole_env(), check=True)
     return json.loads(out.read_text())
 
@@ -89,18 +93,20 @@ def main() -> None:
     parser.add_argument("--recbole-seeds", type=int, nargs="*", default=None,
                         help="seeds to run RecBole for (default: all --seeds)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None, help="cap on training epochs, the same on both sides")
     parser.add_argument("--reference", default=None,
                         help="JSON of RecBole per-seed test results standing in for seeds not run here")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     recbole_seeds = args.seeds if args.recbole_seeds is None else args.recbole_seeds
-    recbole = {s: run_recbole(args.model, s, args.threads, []) for s in recbole_seeds}
+    recbole = {s: run_recbole(args.model, s, args.threads, args.epochs) for s in recbole_seeds}
     if args.reference:
         for seed, row in json.loads(Path(args.reference).read_text()).items():
             recbole.setdefault(int(seed), row)
-    ours = {s: run_ours(args.model, s, args.threads, []) for s in args.seeds}
-    summary = summarize(args.model, ours, recbole)
-    (RESULTS / f"fidelity_{args.model.lower()}.json").write_text(json.dumps(summary, indent=1))
+    ours = {s: run_ours(args.model, s, args.threads, args.epochs) for s in args.seeds}
+    summary = {**summarize(args.model, ours, recbole), "epochs_cap": args.epochs}
+    name = args.model.lower() + (f"_epochs{args.epochs}" if args.epochs else "")
+    (RESULTS / f"fidelity_{name}.json").write_text(json.dumps(summary, indent=1))
     print(markdown(summary))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from recbole_env import recbole_env, recbole_python  # noqa: E402
+from recbole_env import recbole_env, recbole_model_args, recbole_python  # noqa: E402
 
 
 def run(tool: str, model: str, epochs: int, threads: int, repeats: int, seed: int) -> dict:
@@ -29,7 +29,8 @@ def run(tool: str, model: str, epochs: int, threads: int, repeats: int, seed: in
     if tool == "recbole":
         env = recbole_env()
         command = [recbole_python(), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
-                   "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out]
+                   "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out,
+                   *recbole_model_args(model)]
     else:
         env = dict(os.environ)
         command = [sys.executable, "bench/seqtune_runner.py", "--model", model, "--seed", str(seed),
