@@ -63,6 +63,7 @@ class TrainResult:
     eval_seconds: float = 0.0
     checkpoint: str | None = None
     data_summary: dict[str, int] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)  # models with a pretraining stage (S3Rec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -294,5 +295,8 @@ def train(
 ) -> TrainResult:
     """The library's one entry point: train a config, reporting each epoch, and return the result."""
     data, model = prepare(config, data)
-    trainer = Trainer(config, model, data)
-    return trainer.fit(callback, Path(checkpoint_path) if checkpoint_path else None)
+    checkpoint = Path(checkpoint_path) if checkpoint_path else None
+    staged_fit = getattr(model, "staged_fit", None)  # a model with stages of its own (S3Rec's pretraining)
+    if staged_fit is not None:
+        return staged_fit(data, callback, checkpoint)
+    return Trainer(config, model, data).fit(callback, checkpoint)

@@ -8,12 +8,17 @@ Steps, as RecBole 1.2.1 does them (see shared/spec/data.md):
    right-padded with 0, target = the next item;
 4. stable sort the samples by target time, group by user in order of first appearance, and send
    each user's last sample to test, the second-to-last to valid and the rest to train.
+
+Models that read an item attribute (S3Rec's ``item_attribute: class``) also load ``.item``: as in
+RecBole, interactions whose item has no ``.item`` row are dropped (``filter_inter_by_user_or_item``)
+and items that only ``.item`` lists get ids after the interactions' items.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.data.atomic import read_atomic
+from models.data.atomic import FieldType, read_atomic
 from models.data.datasets import cache_root, resolve_dataset_dir, sha256_of
 from models.errors import ConfigError, DataError
 from models.utils import atomic_path, file_lock
@@ -105,7 +110,7 @@ class SequentialData:
 
 
 def data_kind(model: str) -> str:
-    """'sequential', or 'kg' for models that read a knowledge graph (declared on the model class)."""
+    """'sequential', 'kg' (a knowledge graph) or 'item_attribute' (an ``.item`` field), declared on the model class."""
     from models.registry import get_model_class
 
     return getattr(get_model_class(model), "data_kind", "sequential")
@@ -137,6 +142,14 @@ def load_sequential_data(config: Any) -> SequentialData:
         "max_len": config["MAX_ITEM_LIST_LENGTH"],
         "normalize_all": bool(config.get("normalize_all", True)),
     }
+    if kind == "item_attribute":
+        item_path = directory / f"{dataset}.item"
+        if not item_path.is_file():
+            raise DataError(f"{item_path}: {config.model} needs {dataset}.item with the item_attribute field "
+                            f"{config['item_attribute']!r}")
+        checksum = hashlib.sha256((checksum + sha256_of(item_path)).encode()).hexdigest()
+        recipe.update(inter=checksum, item_attribute=str(config["item_attribute"]),
+                      filter_inter_by_user_or_item=bool(config.get("filter_inter_by_user_or_item", True)))
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
@@ -148,13 +161,23 @@ def load_sequential_data(config: Any) -> SequentialData:
             if data is None:
                 frame = read_interactions(inter_path, fields)
                 extras: dict[str, Any] = {}
+                attribute: ItemAttribute | None = None
                 if kind == "kg":
                     from models.data.kg import link_filter
 
                     frame, extras = link_filter(directory, dataset, frame, fields["ITEM_ID_FIELD"])
+                elif kind == "item_attribute":
+                    attribute = read_item_attribute(item_path, fields["ITEM_ID_FIELD"], recipe["item_attribute"])
+                    if recipe["filter_inter_by_user_or_item"]:
+                        frame = frame[frame[fields["ITEM_ID_FIELD"]].isin(set(attribute.items))]
+                        if len(frame) == 0:
+                            raise DataError(f"{item_path}: no interaction's item has a row here")
                 data = build_sequential_data(dataset, frame, fields, config["MAX_ITEM_LIST_LENGTH"],
-                                             recipe["normalize_all"], checksum, directory)
+                                             recipe["normalize_all"], checksum, directory,
+                                             extra_items=attribute.items if attribute is not None else ())
                 data.extras.update(extras)
+                if attribute is not None:
+                    data.extras.update(attribute_extras(data, attribute))
                 with atomic_path(cache_file) as tmp:
                     torch.save(_to_state(data), tmp)
     _MEMORY_CACHE[key] = data
@@ -184,11 +207,18 @@ def build_sequential_data(
     normalize: bool,
     checksum: str,
     source_dir: Path,
+    extra_items: Sequence[str] = (),
 ) -> SequentialData:
-    """Prefix samples and the leave-one-out split from interaction rows (in file order)."""
+    """Prefix samples and the leave-one-out split from interaction rows (in file order).
+
+    ``extra_items`` (the ``.item`` ids, in row order) join the item id space after the interactions'
+    items, as RecBole remaps ``.inter`` then ``.item`` tokens in order of first appearance.
+    """
     user_field, item_field, time_field = fields["USER_ID_FIELD"], fields["ITEM_ID_FIELD"], fields["TIME_FIELD"]
     user_codes, user_uniques = pd.factorize(frame[user_field], sort=False)
-    item_codes, item_uniques = pd.factorize(frame[item_field], sort=False)
+    all_items = pd.concat([frame[item_field], pd.Series(list(extra_items), dtype=object)], ignore_index=True)
+    item_codes, item_uniques = pd.factorize(all_items, sort=False)
+    item_codes = item_codes[: len(frame)]
     users = user_codes.astype(np.int64) + 1
     items = item_codes.astype(np.int64) + 1
     times = frame[time_field].to_numpy(dtype=np.float64)
@@ -221,6 +251,57 @@ def build_sequential_data(
         source_dir=source_dir,
         checksum=checksum,
     )
+
+
+@dataclass
+class ItemAttribute:
+    """One field of ``.item``: rows deduplicated on the item id (first kept), empty ids dropped."""
+
+    path: Path
+    name: str
+    items: list[str]  # item tokens in row order
+    values: list[list[str]]  # the field's tokens per row (a token field: one token, or none when empty)
+    is_sequence: bool  # token_seq (multi-valued) or token
+
+
+def read_item_attribute(path: Path, item_field: str, attribute: str) -> ItemAttribute:
+    table = read_atomic(path, columns=[item_field, attribute])
+    if table.types[item_field] is not FieldType.TOKEN:
+        raise DataError(f"{path}:1: field {item_field!r} must be of type token, found {table.types[item_field].value}")
+    kind = table.types[attribute]
+    if kind not in (FieldType.TOKEN, FieldType.TOKEN_SEQ):
+        raise DataError(f"{path}:1: item_attribute {attribute!r} must be of type token or token_seq, "
+                        f"found {kind.value}")
+    frame = table.frame
+    frame = frame[frame[item_field] != ""].drop_duplicates(subset=item_field, keep="first")
+    is_sequence = kind is FieldType.TOKEN_SEQ
+    values = [list(v) if is_sequence else ([v] if v else []) for v in frame[attribute]]
+    return ItemAttribute(path, attribute, [str(t) for t in frame[item_field]], values, is_sequence)
+
+
+def attribute_extras(data: SequentialData, attribute: ItemAttribute) -> dict[str, Any]:
+    """The item-indexed multi-hot attribute matrix [N, F] S3Rec predicts, and the attribute's tokens.
+
+    Attribute tokens get their own ids in order of first appearance in ``.item`` (RecBole's remap),
+    column c = token id c + 1. RecBole builds the vector of item i as "every index >= 0 of
+    ``attr[i] - 1``"; for a single ``token`` field an item without a token has index -1, which
+    Python's ``features[-1] = 1`` turns into the *last* column: reproduced here.
+    """
+    tokens = list(dict.fromkeys(t for row in attribute.values for t in row))
+    if not tokens:
+        raise DataError(f"{attribute.path}: item_attribute {attribute.name!r} has no values")
+    column = {t: c for c, t in enumerate(tokens)}
+    item_id = {t: i for i, t in enumerate(data.item_tokens)}
+    features = torch.zeros(data.n_items, len(tokens), dtype=torch.bool)
+    if not attribute.is_sequence:
+        features[1:, -1] = True  # items without a token (overwritten below for those with one)
+    for token, row in zip(attribute.items, attribute.values, strict=True):
+        if token in item_id:
+            if row:
+                features[item_id[token]] = False
+            for value in row:
+                features[item_id[token], column[value]] = True
+    return {"item_attribute": attribute.name, "attribute_tokens": tokens, "item_features": features}
 
 
 def _prefix_samples(users: np.ndarray, items: np.ndarray, times32: np.ndarray, max_len: int) -> dict[str, np.ndarray]:
