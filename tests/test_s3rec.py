@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -288,6 +290,9 @@ def test_auto_caches_pretraining_by_key(toys: Path, monkeypatch: pytest.MonkeyPa
         missed = train(_config(toys, pretrain_epochs=2, **change))
         assert missed.pretrain["source"] == "trained", change
     assert calls == [(0, 2)] * 4
+    # the same values spelled differently: still a hit
+    same = train(_config(toys, pretrain_epochs=2.0, mip_weight=1, layer_norm_eps="1e-12"))
+    assert same.pretrain["source"] == "cache"
     # learning_rate is shared by both stages unless pretrain_learning_rate pins the pretraining one
     pinned = train(_config(toys, pretrain_epochs=2, pretrain_learning_rate=0.001, learning_rate=0.01))
     assert pinned.pretrain["source"] == "cache"
@@ -314,6 +319,39 @@ def test_longer_pretraining_continues_and_equals_an_uninterrupted_run(
     # fewer epochs than cached: the save_step entry serves it; without one it would be trained
     assert train(_config(toys, pretrain_epochs=2)).pretrain["source"] == "cache"
     assert train(_config(toys, pretrain_epochs=3)).pretrain["start_epoch"] == 2
+
+
+def test_concurrent_requests_pretrain_once(toys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config(toys, pretrain_epochs=2)
+    data, first = prepare(config)
+    _, second = prepare(config)
+    calls = []
+    original = pretrain_module.run_epochs
+
+    def slow(*args, **kwargs):
+        calls.append(args[1:3])
+        time.sleep(0.3)  # the other request reaches the lock meanwhile
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain_module, "run_epochs", slow)
+    barrier = threading.Barrier(2)
+    results: dict[int, tuple] = {}
+
+    def request(index: int, model: S3Rec) -> None:
+        barrier.wait()
+        results[index] = pretrain_module.pretrained_state(model, config, data)
+
+    threads = [threading.Thread(target=request, args=(i, m)) for i, m in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [(0, 2)]
+    assert sorted(info["source"] for _, info in results.values()) == ["cache", "trained"]
+    for key, value in results[0][0].items():
+        assert torch.equal(value, results[1][0][key]), key
+    directory = Path(results[0][1].get("path") or results[1][1]["path"]).parent
+    assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left
 
 
 def test_finetuning_starts_from_the_pretrained_weights(toys: Path, monkeypatch: pytest.MonkeyPatch) -> None:

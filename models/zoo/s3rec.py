@@ -77,9 +77,11 @@ def check_stage(config: Any) -> str:
     if stage not in STAGES:
         raise ConfigError(f"{_where(config, 'train_stage')}: train_stage must be one of {', '.join(STAGES)}, "
                           f"got {config['train_stage']!r}")
+    for key in ("pretrain_epochs", "save_step", "pretrain_batch_size"):  # quniform gives floats such as 50.0
+        value = config.get(key)
+        if isinstance(value, float) and value.is_integer():
+            config[key] = int(value)
     epochs = config["pretrain_epochs"]
-    if isinstance(epochs, float) and epochs.is_integer():
-        epochs = config["pretrain_epochs"] = int(epochs)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ConfigError(f"{_where(config, 'pretrain_epochs')}: pretrain_epochs must be an integer >= 0, "
                           f"got {config['pretrain_epochs']!r}")
@@ -135,12 +137,14 @@ class S3Rec(SequentialRecommender):
         """``state``: pretrained weights to fine-tune (the ``auto`` pipeline); otherwise the stage decides:
         pretrain/auto -> RecBole's init, finetune -> the weights in ``pre_model_path``."""
         super().__init__(config, data)
-        for key in _FLOAT_KEYS:
-            if isinstance(config[key], str):  # YAML 1.1 reads "1e-12" as a string; RecBole reads a float
-                try:
-                    config[key] = float(config[key])
-                except ValueError:
-                    raise ConfigError(f"{_where(config, key)}: {key} must be a number, got {config[key]!r}") from None
+        for key in _FLOAT_KEYS:  # floats throughout, so 1 and 1.0 give one pretraining cache key
+            value = config[key]
+            try:
+                if isinstance(value, bool):
+                    raise ValueError
+                config[key] = float(value)  # also YAML 1.1's string "1e-12", which RecBole reads as a float
+            except (TypeError, ValueError):
+                raise ConfigError(f"{_where(config, key)}: {key} must be a number, got {value!r}") from None
         stage = check_stage(config)
         cfg = S3RecConfig(**{k: config[k] for k in S3RecConfig.__dataclass_fields__})
         self.cfg = cfg
