@@ -6,12 +6,12 @@ both in one call: the pretraining run exactly as RecBole's (same seeding, shuffl
 ``train_batch_size``/``learning_rate`` unless ``pretrain_batch_size``/``pretrain_learning_rate`` are
 set), then ``init_seed`` again, as the fresh finetune process would, and RecBole's finetune run.
 
-Pretrained weights are cached under ``cache_root()/s3rec/<dataset>-<key>/pretrain-<E>.pth``. The key
-covers everything that changes them (the training samples and item attributes by content, the
-model's ``pretrain_keys``, seed, optimiser, pretraining batch size and learning rate, gradient
-clipping, device type) but not ``pretrain_epochs``: each file holds the weights after E epochs plus
-the optimiser and RNG states at that point, so a request for more epochs continues from the
-longest shorter run and ends bit-identical to an uninterrupted run. Files are written every
+Pretrained weights are cached under ``cache_root()/s3rec/<dataset>-<key>/pretrain-<E>.pth`` (the
+model's name in lower case). The key covers everything that changes them (the training samples and
+item attributes by content, the model's ``pretrain_keys``, seed, optimiser, pretraining batch size
+and learning rate, gradient clipping, device type) but not ``pretrain_epochs``: each file holds the
+weights after E epochs plus the optimiser and RNG states at that point, so a request for more
+epochs continues from the longest shorter run and ends bit-identical to an uninterrupted run. Files are written every
 ``save_step`` epochs and at the end, by atomic rename, under a per-key lock: concurrent trials with
 the same key pretrain once and never read a half-written file.
 """
@@ -85,7 +85,7 @@ def cache_key(model: Any, config: Config, data: SequentialData) -> tuple[str, di
 
 def cache_dir(model: Any, config: Config, data: SequentialData) -> tuple[Path, dict[str, Any]]:
     key, params = cache_key(model, config, data)
-    return cache_root() / "s3rec" / f"{data.name}-{key}", params
+    return cache_root() / config.model.lower() / f"{data.name}-{key}", params
 
 
 # -- RNG state: what an uninterrupted run would carry from one epoch into the next -----------------

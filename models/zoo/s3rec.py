@@ -333,7 +333,9 @@ class S3Rec(SequentialRecommender):
         if stage == "pretrain":
             return pretrain_only(self, data, callback)
         if stage == "finetune":
-            return Trainer(self.config, self, data).fit(callback, checkpoint_path)
+            result = Trainer(self.config, self, data).fit(callback, checkpoint_path)
+            result.pretrain = {"source": "pre_model_path", "path": str(self.cfg.pre_model_path)}
+            return result
         return finetune_after_pretraining(self, data, callback, checkpoint_path)
 
 
