@@ -13,7 +13,7 @@ from models.data.sequential import load_sequential_data
 from models.errors import DataError
 from models.nn.packed_gru import PackInfo
 from models.trainer import prepare, train
-from models.zoo.ksr import memory_write
+from models.zoo.ksr import memory_read, memory_write
 from tests.conftest import synthetic_interactions, write_atomic
 
 INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
@@ -107,6 +107,17 @@ def test_memory_write_matches_hand_computation() -> None:
     z = torch.tensor([1 / (1 + math.exp(-float(m[r] @ tails1[r]))) for r in range(2)])
     expected = (1 - z)[:, None] * m + z[:, None] * tails1
     torch.testing.assert_close(memory, expected)
+
+
+def test_memory_read_matches_hand_computation() -> None:
+    # one user, R = 2 slots of K = 2; gamma 10
+    memory = torch.tensor([[[1.0, 2.0], [3.0, -1.0]]])
+    query = torch.tensor([[0.1, 0.0]])
+    relations = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    # scores: gamma * <q, r> = [0, 1]; softmax -> [1 / (1 + e), e / (1 + e)]
+    w1 = math.e / (1 + math.e)
+    expected = torch.tensor([[(1 - w1) * 1.0 + w1 * 3.0, (1 - w1) * 2.0 + w1 * -1.0]])
+    torch.testing.assert_close(memory_read(memory, query, relations, 10.0), expected)
 
 
 def test_memory_write_snapshot_at_each_rows_last_item() -> None:

@@ -59,6 +59,12 @@ def memory_write(heads: torch.Tensor, relations: torch.Tensor, pack: PackInfo) -
     return last_sorted.index_select(0, pack.unsort)
 
 
+def memory_read(memory: torch.Tensor, query: torch.Tensor, relations: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The user's KG preference: memory slots [B, R, K] weighted by softmax(gamma * <query, r>) over R."""
+    attention = torch.softmax(gamma * (query @ relations.t()), dim=-1)  # [B, R]
+    return (memory * attention.unsqueeze(-1)).sum(1)  # [B, K]
+
+
 @register_model
 class KSR(SequentialRecommender):
     data_kind = "kg"
@@ -93,9 +99,7 @@ class KSR(SequentialRecommender):
             h = self.gru_layers.last_hidden(None, pack, self.item_embedding.weight, item_seq)
         packed_items = item_seq.reshape(-1).index_select(0, pack.flat_index)  # [T]
         memory = memory_write(self.entity_embedding(packed_items), self.relation_matrix, pack)  # [B, R, K]
-        query = self.dense(h)  # [B, K]
-        attention = torch.softmax(self.cfg.gamma * (query @ self.relation_matrix.t()), dim=-1)  # [B, R]
-        read = (memory * attention.unsqueeze(-1)).sum(1)  # [B, K]
+        read = memory_read(memory, self.dense(h), self.relation_matrix, self.cfg.gamma)  # [B, K]
         return self.dense_layer_u(torch.cat([h, read], dim=-1))  # [B, E]
 
     def candidate_table(self) -> torch.Tensor:
