@@ -14,10 +14,13 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.config import Config, build_config
 from tuner.tracking.base import NullTracker, TrackedTrial, Tracker
+
+if TYPE_CHECKING:
+    from models.trainer import TrainResult
 
 
 class Reporter(ABC):
@@ -50,29 +53,32 @@ class StudySpec:
 
 @dataclass
 class TrialOutcome:
+    """A trained trial: the library's ``TrainResult`` plus what the tuner adds (params, wall time)."""
+
     params: dict[str, Any]
-    best_valid_score: float
-    valid_score_bigger: bool
-    best_valid_result: dict[str, float]
-    test_result: dict[str, float]
-    pruned: bool
-    epochs_run: int
-    best_epoch: int
-    seconds: float
-    train_seconds: float
-    eval_seconds: float
-    history: list[dict[str, Any]]
+    result: TrainResult
+    seconds: float  # the trial's wall time: config, training, evaluation, tracking
     config: dict[str, Any]
+
+    @property
+    def pruned(self) -> bool:
+        return self.result.stopped_by_callback
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Everything but training and evaluation."""
+        return self.seconds - self.result.train_seconds - self.result.eval_seconds
 
     def attrs(self) -> dict[str, Any]:
         """What a backend stores with the trial (JSON-serializable)."""
+        r = self.result
         return {
-            "best_valid_result": self.best_valid_result,
-            "test_result": self.test_result,
-            "epochs_run": self.epochs_run,
-            "best_epoch": self.best_epoch,
-            "train_seconds": round(self.train_seconds, 3),
-            "eval_seconds": round(self.eval_seconds, 3),
+            "best_valid_result": r.best_valid_result,
+            "test_result": r.test_result,
+            "epochs_run": r.epochs_run,
+            "best_epoch": r.best_epoch,
+            "train_seconds": round(r.train_seconds, 3),
+            "eval_seconds": round(r.eval_seconds, 3),
             "seconds": round(self.seconds, 3),
         }
 
@@ -119,7 +125,7 @@ def run_tracked_trial(
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             runs[0].finish("FAILED", {"error": error, "seconds": time.perf_counter() - tic})
         raise
-    summary = {**outcome.attrs(), "test_result": outcome.test_result, "best_valid_result": outcome.best_valid_result}
+    summary = outcome.attrs()
     artifacts = {"checkpoint": checkpoint} if spec.log_checkpoints and checkpoint and checkpoint.is_file() else None
     runs[0].finish("PRUNED" if outcome.pruned else "FINISHED", summary, artifacts)
     return outcome
@@ -152,18 +158,4 @@ def run_trial(
     result = train(config, data, callback=on_epoch, checkpoint_path=checkpoint_path)
     if not math.isfinite(result.best_valid_score):
         raise FloatingPointError("no finite validation score (diverged or no validation data)")
-    return TrialOutcome(
-        params=params,
-        best_valid_score=result.best_valid_score,
-        valid_score_bigger=result.valid_score_bigger,
-        best_valid_result=result.best_valid_result,
-        test_result=result.test_result,
-        pruned=result.stopped_by_callback,
-        epochs_run=result.epochs_run,
-        best_epoch=result.best_epoch,
-        seconds=time.perf_counter() - tic,
-        train_seconds=result.train_seconds,
-        eval_seconds=result.eval_seconds,
-        history=result.history,
-        config=config.to_dict(),
-    )
+    return TrialOutcome(params=params, result=result, seconds=time.perf_counter() - tic, config=config.to_dict())

@@ -286,11 +286,11 @@ def run_one(study: Any, plan: StudyPlan, trial: Any) -> None:
     wall = time.perf_counter() - tic
     storage.set_trial_user_attr(trial._trial_id, "seconds", round(wall, 3))
     storage.set_trial_user_attr(trial._trial_id, "overhead_seconds",
-                                round(wall - outcome.train_seconds - outcome.eval_seconds, 3))
+                                round(wall - outcome.result.train_seconds - outcome.result.eval_seconds, 3))
     if outcome.pruned:
         study.tell(trial, state=TrialState.PRUNED)
     else:
-        study.tell(trial, outcome.best_valid_score)
+        study.tell(trial, outcome.result.best_valid_score)
 
 
 _TRACKERS: dict[str, Tracker] = {}

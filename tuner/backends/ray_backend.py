@@ -69,11 +69,12 @@ def trainable(config: dict[str, Any]) -> None:
 
         torch.set_num_threads(int(context["threads"]))
     outcome = run_tracked_trial(spec, params, number, RayReporter(), open_tracker(context["tracker"]))
-    tune.report({SCORE: outcome.best_valid_score, "epoch": outcome.epochs_run + 1, "final": 1.0,
-                 "best_epoch": outcome.best_epoch, "seconds": outcome.seconds,
-                 "overhead_seconds": outcome.seconds - outcome.train_seconds - outcome.eval_seconds,
-                 **{f"best_valid/{k}": v for k, v in outcome.best_valid_result.items()},
-                 **{f"test/{k}": v for k, v in outcome.test_result.items()},
+    result = outcome.result
+    tune.report({SCORE: result.best_valid_score, "epoch": result.epochs_run + 1, "final": 1.0,
+                 "best_epoch": result.best_epoch, "seconds": outcome.seconds,
+                 "overhead_seconds": outcome.overhead_seconds,
+                 **{f"best_valid/{k}": v for k, v in result.best_valid_result.items()},
+                 **{f"test/{k}": v for k, v in result.test_result.items()},
                  "params_json": repr(params)})
 
 
