@@ -52,15 +52,24 @@ def params_key(params: dict) -> tuple:
     return tuple(sorted((k, float(v)) for k, v in params.items() if k in ("learning_rate", "dropout_prob")))
 
 
-def recbole_at_order(recbole: dict, order: list[tuple], best: tuple) -> float:
-    """RecBole's time to best had it drawn ``order``: start-up plus each trial's cost up to ``best``."""
+def recbole_at_order(recbole: dict, order: list[tuple], best: set[tuple]) -> float:
+    """RecBole's time to best had it drawn ``order``: start-up plus each trial's cost (finish to
+    finish) up to the first config of ``best`` (the configs tied at the best score) in that order."""
     trials = recbole["trials"]
     costs, previous = {}, trials[0]["finished_s"] - trials[0]["seconds"]
     startup = previous
     for trial in trials:
         costs[params_key(trial["params"])] = trial["finished_s"] - previous
         previous = trial["finished_s"]
-    return startup + sum(costs[key] for key in order[: order.index(best) + 1])
+    first = min(order.index(key) for key in best)
+    return startup + sum(costs[key] for key in order[: first + 1])
+
+
+def tied_best(trials: list[dict]) -> set[tuple]:
+    """Configs at the best validation score (scores are rounded to 4 decimals, as RecBole prints them)."""
+    scored = [t for t in trials if t.get("best_valid_score") is not None and t.get("state", "COMPLETE") == "COMPLETE"]
+    top = max(t["best_valid_score"] for t in scored)
+    return {params_key(t["params"]) for t in scored if t["best_valid_score"] == top}
 
 
 def loop_overheads(trials: list[dict]) -> list[float]:
@@ -121,6 +130,33 @@ def run_seqtune(work: Path, epochs: int, workers: int, pruner: str, order_seed: 
             "epochs_total": sum(t["epochs_run"] or 0 for t in trials)}
 
 
+def summarize(recbole: dict, runs: list[dict], epochs: int, workers: int, pruner: str) -> dict:
+    recbole_best = tied_best(recbole["trials"])
+    rows = []
+    for run in runs:
+        ours_best = params_key(run["best"]["params"])
+        at_order = recbole_at_order(recbole, run["order"], recbole_best)
+        rows.append({"order_seed": run["order_seed"], "best_position": run["order"].index(ours_best) + 1,
+                     "best": dict(ours_best), "same_best": ours_best in recbole_best,
+                     "seqtune_s": run["time_to_best_s"], "recbole_same_order_s": at_order,
+                     "speedup": at_order / run["time_to_best_s"], "seqtune_total_s": run["total_s"],
+                     "speedup_total": recbole["total_s"] / run["total_s"],
+                     "seqtune_epochs_total": run["epochs_total"]})
+    recbole_order = [params_key(t["params"]) for t in recbole["trials"]]
+    loops = [g for r in runs for g in r["loop_overhead_s"]]
+    return {"epochs": epochs, "workers": workers, "pruner": pruner, "space": SPACE,
+            "recbole": recbole, "seqtune_runs": runs, "rows": rows,
+            "recbole_best_tied": [dict(k) for k in sorted(recbole_best)],
+            "recbole_measured_time_to_best_s": recbole["time_to_best_s"],
+            "recbole_measured_best_position": min(recbole_order.index(k) for k in recbole_best) + 1,
+            "speedup_time_to_best_median": statistics.median(r["speedup"] for r in rows),
+            "speedup_time_to_best_min": min(r["speedup"] for r in rows),
+            "speedup_total_median": statistics.median(r["speedup_total"] for r in rows),
+            "overhead_median_s": statistics.median(r["overhead_median_s"] for r in runs),
+            "overhead_max_s": max(r["overhead_max_s"] for r in runs),
+            "loop_overhead_median_s": statistics.median(loops), "loop_overhead_max_s": max(loops)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=4)
@@ -128,52 +164,44 @@ def main() -> None:
     parser.add_argument("--pruner", default="median")
     parser.add_argument("--orders", type=int, nargs="+", default=[2020, 2021, 2022],
                         help="seqtune's --sampler-seed per run: one grid order each")
+    parser.add_argument("--from-json", default=None,
+                        help="re-summarize the raw runs of an earlier results file instead of measuring")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "rb").mkdir()
-        recbole = run_recbole(work / "rb", args.epochs)
-        runs = []
-        for seed in args.orders:
-            (work / f"st{seed}").mkdir()
-            runs.append(run_seqtune(work / f"st{seed}", args.epochs, args.workers, args.pruner, seed))
-    recbole_best = params_key(recbole["best"]["params"])
-    rows = []
-    for run in runs:
-        ours_best = params_key(run["best"]["params"])
-        at_order = recbole_at_order(recbole, run["order"], recbole_best)
-        rows.append({"order_seed": run["order_seed"], "best_position": run["order"].index(ours_best) + 1,
-                     "same_best": ours_best == recbole_best, "seqtune_s": run["time_to_best_s"],
-                     "recbole_same_order_s": at_order, "speedup": at_order / run["time_to_best_s"],
-                     "seqtune_total_s": run["total_s"], "seqtune_epochs_total": run["epochs_total"]})
-    summary = {"epochs": args.epochs, "workers": args.workers, "pruner": args.pruner, "space": SPACE,
-               "recbole": recbole, "seqtune_runs": runs, "rows": rows,
-               "recbole_measured_time_to_best_s": recbole["time_to_best_s"],
-               "recbole_measured_best_position": [params_key(t["params"]) for t in recbole["trials"]].index(
-                   recbole_best) + 1,
-               "speedup_time_to_best_median": statistics.median(r["speedup"] for r in rows),
-               "speedup_time_to_best_min": min(r["speedup"] for r in rows),
-               "speedup_total_median": statistics.median(recbole["total_s"] / r["total_s"] for r in runs),
-               "overhead_median_s": statistics.median(r["overhead_median_s"] for r in runs),
-               "overhead_max_s": max(r["overhead_max_s"] for r in runs),
-               "loop_overhead_median_s": statistics.median(g for r in runs for g in r["loop_overhead_s"]),
-               "loop_overhead_max_s": max(g for r in runs for g in r["loop_overhead_s"])}
     out = ROOT / "bench" / "results" / "time_to_best.json"
+    if args.from_json:
+        raw = json.loads(Path(args.from_json).read_text())
+        recbole, runs = raw["recbole"], raw["seqtune_runs"]
+        for run in runs:  # recomputed from the trials, so older files get today's definitions
+            run["loop_overhead_s"] = loop_overheads(run["trials"])
+            run["order"] = [tuple(tuple(pair) for pair in key) for key in run["order"]]  # JSON made them lists
+        args.epochs, args.workers, args.pruner = raw["epochs"], raw["workers"], raw["pruner"]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "rb").mkdir()
+            recbole = run_recbole(work / "rb", args.epochs)
+            runs = []
+            for seed in args.orders:
+                (work / f"st{seed}").mkdir()
+                runs.append(run_seqtune(work / f"st{seed}", args.epochs, args.workers, args.pruner, seed))
+    summary = summarize(recbole, runs, args.epochs, args.workers, args.pruner)
     out.write_text(json.dumps(summary, indent=1))
-    print(f"RecBole: best {dict(recbole_best)} at position {summary['recbole_measured_best_position']}, "
-          f"{recbole['time_to_best_s']:.0f}s to best, {recbole['total_s']:.0f}s in all")
-    print("| grid order (seed) | best at | seqtune to best (s) | RecBole, same order (s) | speed-up "
-          "| seqtune total (s) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['order_seed']} | {r['best_position']}/8{'' if r['same_best'] else ' (other best)'} | "
+    print(f"RecBole: best (tied) {summary['recbole_best_tied']}; its own order reached it at position "
+          f"{summary['recbole_measured_best_position']}, {recbole['time_to_best_s']:.0f}s; "
+          f"{recbole['total_s']:.0f}s in all")
+    print("| grid order (seed) | seqtune's best (position) | seqtune to best (s) | RecBole, same order (s) | speed-up "
+          "| whole study: seqtune (s) | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for r in summary["rows"]:
+        best = ", ".join(f"{k} {v}" for k, v in sorted(r["best"].items()))
+        print(f"| {r['order_seed']} | {best} ({r['best_position']}/8){'' if r['same_best'] else ' other best!'} | "
               f"{r['seqtune_s']:.0f} | {r['recbole_same_order_s']:.0f} | {r['speedup']:.2f}x | "
-              f"{r['seqtune_total_s']:.0f} |")
+              f"{r['seqtune_total_s']:.0f} | {r['speedup_total']:.2f}x |")
     print(f"median speed-up {summary['speedup_time_to_best_median']:.2f}x "
           f"(min {summary['speedup_time_to_best_min']:.2f}x); "
-          f"whole study {summary['speedup_total_median']:.2f}x; tuner overhead per trial median "
-          f"{summary['overhead_median_s']:.3f}s, max {summary['overhead_max_s']:.3f}s; whole loop per trial median "
-          f"{summary['loop_overhead_median_s']:.3f}s, max {summary['loop_overhead_max_s']:.3f}s")
+          f"whole study {summary['speedup_total_median']:.2f}x; inside a trial, tuner overhead median "
+          f"{summary['overhead_median_s']:.3f}s, max {summary['overhead_max_s']:.3f}s; whole loop per trial "
+          f"median {summary['loop_overhead_median_s']:.3f}s, max {summary['loop_overhead_max_s']:.3f}s")
 
 
 if __name__ == "__main__":
