@@ -84,13 +84,26 @@ class TrialOutcome:
 
 
 def warm_up(spec: StudySpec) -> None:
-    """Import the trainer and tensorize the data set before a worker's first trial, so start-up is
-    counted once per worker, never inside a trial. A failure here is left for the trial to report."""
+    """Pay a worker's one-time costs before its first trial, so no trial carries them: the trainer's
+    imports, the data set's tensors, and torch's first optimizer (it imports torch._dynamo, ~1-2 s)
+    and first backward pass, on a throwaway model and a few samples. Every trial re-seeds before it
+    builds anything, so this changes no trial's numbers. A failure is left for the trial to report."""
+    import torch
+
     from models.data.sequential import load_sequential_data
+    from models.registry import create_model
     from models.trainer import train  # noqa: F401 - the import is the point
+    from models.utils import resolve_device
 
     with contextlib.suppress(Exception):  # the first trial raises it again, recorded with its trial
-        load_sequential_data(spec.config({}))
+        config = spec.config({})
+        data = load_sequential_data(config)
+        device = resolve_device(config.get("device"))  # a GPU's context is created here too
+        model = create_model(config.model, config, data).to(device)
+        optimizer = torch.optim.Adam(model.parameters())
+        model.train()
+        model.calculate_loss(data.train.batch(slice(0, 8)).to(device)).backward()
+        optimizer.step()
 
 
 def run_tracked_trial(
