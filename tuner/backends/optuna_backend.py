@@ -20,6 +20,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -409,13 +410,16 @@ class OptunaBackend(Backend):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import optuna.visualization.matplotlib as vis
+        from optuna.importance import PedAnovaImportanceEvaluator
 
         study = open_study(plan, create=False)
         written = []
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, plot in (("optimization_history", vis.plot_optimization_history),
                            ("parallel_coordinate", vis.plot_parallel_coordinate),
-                           ("param_importances", vis.plot_param_importances)):
+                           # PED-ANOVA: milliseconds; fANOVA's forest (and scikit-learn's import) ~1 s
+                           ("param_importances", partial(vis.plot_param_importances,
+                                                         evaluator=PedAnovaImportanceEvaluator()))):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
