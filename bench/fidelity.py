@@ -2,6 +2,7 @@
 
     python bench/fidelity.py --model GRU4Rec --seeds 2020 2021 2022 [--recbole-seeds 2020] [--threads 1]
     python bench/fidelity.py --model KSR --seeds 2020 2021 2022 --epochs 5     # an epoch cap on both sides
+    python bench/fidelity.py --model S3Rec --pretrain-epochs 1 --epochs 3     # RecBole's pretrain + finetune runs
 
 Each run writes bench/results/fidelity_<tool>_<model>_seed<S>.json (an existing file is reused, so an
 interrupted comparison resumes); RecBole runs in its own venv through bench/recbole_runner.py
@@ -26,13 +27,16 @@ RESULTS = ROOT / "bench" / "results"
 KEYS = ("mrr@10", "ndcg@10", "recall@10")
 
 
-def tag(model: str, seed: int, epochs: int | None) -> str:
-    return f"{model.lower()}_seed{seed}" + (f"_epochs{epochs}" if epochs else "")
+def tag(model: str, seed: int, epochs: int | None, pretrain: int | None = None) -> str:
+    return (f"{model.lower()}_seed{seed}" + (f"_pretrain{pretrain}" if pretrain is not None else "")
+            + (f"_epochs{epochs}" if epochs else ""))
 
 
-def run_ours(model: str, seed: int, threads: int, epochs: int | None) -> dict:
-    out = RESULTS / f"fidelity_seqtune_{tag(model, seed, epochs)}.json"
+def run_ours(model: str, seed: int, threads: int, epochs: int | None, pretrain: int | None = None) -> dict:
+    out = RESULTS / f"fidelity_seqtune_{tag(model, seed, epochs, pretrain)}.json"
     extra = [f"--epochs={epochs}"] if epochs else []
+    if pretrain is not None:  # train_stage auto: RecBole's pretrain run, then its finetune run, in one call
+        extra += ["--train_stage=auto", f"--pretrain_epochs={pretrain}", f"--save_step={max(pretrain, 1)}"]
     if not out.is_file():
         command = [sys.executable, "-m", "models.train", "--model", model, "--dataset", "ml-100k", f"--seed={seed}",
                    f"--threads={threads}", "--show_progress=false", "--quiet", "--result_json", str(out), *extra]
@@ -40,9 +44,11 @@ def run_ours(model: str, seed: int, threads: int, epochs: int | None) -> dict:
     return json.loads(out.read_text())
 
 
-def run_recbole(model: str, seed: int, threads: int, epochs: int | None) -> dict:
-    out = RESULTS / f"fidelity_recbole_{tag(model, seed, epochs)}.json"
+def run_recbole(model: str, seed: int, threads: int, epochs: int | None, pretrain: int | None = None) -> dict:
+    out = RESULTS / f"fidelity_recbole_{tag(model, seed, epochs, pretrain)}.json"
     extra = ["--epochs", str(epochs)] if epochs else []
+    if pretrain is not None:
+        extra += ["--pretrain-epochs", str(pretrain)]
     if not out.is_file():
         command = [recbole_python(), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
                    "--threads", str(threads), "--out", str(out), *recbole_model_args(model), *extra]
@@ -59,9 +65,12 @@ def summarize(model: str, ours: dict[int, dict], recbole: dict[int, dict]) -> di
         "model": model,
         "seqtune": {s: {"test": r["test_result"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
                         "first_losses": [round(h["train_loss"], 4) for h in r["history"][:3]],
+                        "pretrain_losses": [round(x, 4) for x in (r.get("pretrain") or {}).get("losses", [])],
                         "counts": r["data_summary"]} for s, r in ours.items()},
         "recbole": {s: {"test": r["test_result"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
-                        "first_losses": [round(x, 4) for x in r["train_losses"][:3]], "counts": r["counts"]}
+                        "first_losses": [round(x, 4) for x in r["train_losses"][:3]],
+                        "pretrain_losses": [round(x, 4) for x in (r.get("pretrain") or {}).get("train_losses", [])],
+                        "counts": r["counts"]}
                     for s, r in recbole.items()},
         "mean_seqtune": ours_mean,
         "mean_recbole": recbole_mean,
@@ -94,18 +103,28 @@ def main() -> None:
                         help="seeds to run RecBole for (default: all --seeds)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=None, help="cap on training epochs, the same on both sides")
+    parser.add_argument("--only", choices=("recbole", "seqtune"), default=None,
+                        help="run one tool's missing runs and stop (two such processes can run side by side)")
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help="S3Rec: pretrain this many epochs, then fine-tune (both tools)")
     parser.add_argument("--reference", default=None,
                         help="JSON of RecBole per-seed test results standing in for seeds not run here")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     recbole_seeds = args.seeds if args.recbole_seeds is None else args.recbole_seeds
-    recbole = {s: run_recbole(args.model, s, args.threads, args.epochs) for s in recbole_seeds}
+    pre = args.pretrain_epochs
+    if args.only:
+        for seed in recbole_seeds if args.only == "recbole" else args.seeds:
+            (run_recbole if args.only == "recbole" else run_ours)(args.model, seed, args.threads, args.epochs, pre)
+        return
+    recbole = {s: run_recbole(args.model, s, args.threads, args.epochs, pre) for s in recbole_seeds}
     if args.reference:
         for seed, row in json.loads(Path(args.reference).read_text()).items():
             recbole.setdefault(int(seed), row)
-    ours = {s: run_ours(args.model, s, args.threads, args.epochs) for s in args.seeds}
-    summary = {**summarize(args.model, ours, recbole), "epochs_cap": args.epochs}
-    name = args.model.lower() + (f"_epochs{args.epochs}" if args.epochs else "")
+    ours = {s: run_ours(args.model, s, args.threads, args.epochs, pre) for s in args.seeds}
+    summary = {**summarize(args.model, ours, recbole), "epochs_cap": args.epochs, "pretrain_epochs": pre}
+    name = (args.model.lower() + (f"_pretrain{pre}" if pre is not None else "")
+            + (f"_epochs{args.epochs}" if args.epochs else ""))
     (RESULTS / f"fidelity_{name}.json").write_text(json.dumps(summary, indent=1))
     print(markdown(summary))
 

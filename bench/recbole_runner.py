@@ -14,6 +14,11 @@ so its losses and metrics are those of RecBole's own entry point. get_flops is k
 forward pass of a train-mode copy of the model, which draws from the RNG (dropout) and so shifts every
 later random number; --no-flops skips it (results then differ from run_recbole's).
 
+With --pretrain-epochs E (S3Rec) it first runs RecBole's pretrain run (train_stage pretrain,
+pretrain_epochs E, save_step E) the same way, then the finetune run (train_stage finetune,
+pre_model_path = that checkpoint) from a fresh Config, init_seed and dataset, as a second process
+would; the pretraining losses and epoch times are recorded under "pretrain".
+
 Per epoch it times Trainer._train_epoch and Trainer._valid_epoch separately (time.perf_counter). Logs,
 tensorboard files and checkpoints go to a temporary directory that is deleted at the end; nothing is
 written into the repository except --out.
@@ -44,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--kg-vectors", default=None,
                    help="directory holding <dataset>.ent/.rel (seqtune's TransE output): builds a data dir of "
                         "the dataset's atomic files plus these, with the KG config of recbole-reference.md")
+    p.add_argument("--pretrain-epochs", type=int, default=None,
+                   help="S3Rec: RecBole's two runs in one process: train_stage pretrain for this many epochs "
+                        "(a checkpoint at the end), then train_stage finetune from it, re-seeded as a fresh run")
     p.add_argument("--eval-repeats", type=int, default=0,
                    help="after training, time N full-sort evaluations of the valid set and record the median")
     p.add_argument("--no-flops", action="store_true",
@@ -90,6 +98,56 @@ def _num(x):
     return x
 
 
+def run_pretrain_stage(args, config_dict, config_file, data_path):
+    """RecBole's pretrain run (run_recbole's steps up to Trainer.fit), with each epoch timed."""
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.data.transform import construct_transform
+    from recbole.utils import get_flops, get_model, get_trainer, init_seed
+
+    epochs = args.pretrain_epochs
+    config_dict.update(train_stage="pretrain", pretrain_epochs=epochs, save_step=epochs)
+    t0 = time.perf_counter()
+    config = Config(model=args.model, dataset=args.dataset,
+                    config_file_list=[config_file] if config_file else None, config_dict=config_dict)
+    if data_path:
+        config["data_path"] = data_path
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    if not args.no_flops:
+        from logging import getLogger
+        get_flops(model, dataset, config["device"], getLogger(), construct_transform(config))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    setup_s = time.perf_counter() - t0
+    epochs_log = []
+    orig_train = trainer._train_epoch
+
+    def timed_train(train_data, epoch_idx, *a, **k):
+        s = time.perf_counter()
+        loss = orig_train(train_data, epoch_idx, *a, **k)
+        epochs_log.append({"epoch": epoch_idx, "train_s": time.perf_counter() - s, "train_loss": _num(loss)})
+        return loss
+
+    trainer._train_epoch = timed_train
+    t0 = time.perf_counter()
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    checkpoint = os.path.join(config["checkpoint_dir"], f"{args.model}-{args.dataset}-{epochs}.pth")
+    times = [e["train_s"] for e in epochs_log]
+    losses = [round(e["train_loss"], 4) for e in epochs_log]
+    print(f"{args.model} pretrain seed={args.seed} epochs={epochs} losses={losses} "
+          f"epoch={statistics.fmean(times):.1f}s", flush=True)
+    del model, trainer, train_data, valid_data, dataset
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {"epochs": epochs, "checkpoint": checkpoint, "train_losses": [e["train_loss"] for e in epochs_log],
+            "epochs_log": epochs_log, "setup_s": setup_s, "fit_s": time.perf_counter() - t0,
+            "train_epoch_mean_s": statistics.fmean(times), "train_epoch_median_s": statistics.median(times),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main(argv=None):
     args = parse_args(argv)
     orig_argv = list(sys.argv)
@@ -122,6 +180,10 @@ def main(argv=None):
         "checkpoint_dir": os.path.join(workdir, "saved"),
         "show_progress": False,
     }
+    pretrain = None
+    if args.pretrain_epochs is not None:
+        pretrain = run_pretrain_stage(args, dict(config_dict), config_file, data_path)
+        config_dict.update(train_stage="finetune", pre_model_path=pretrain["checkpoint"])
     if args.epochs is not None:
         config_dict["epochs"] = args.epochs
     t0 = time.perf_counter()
@@ -214,6 +276,7 @@ def main(argv=None):
         "config_file": config_file,
         "data_path": config["data_path"],
         "argv": orig_argv,
+        "pretrain": pretrain,
         "flops": _num(flops),
         "counts": {
             "n_users": dataset.user_num,          # including padding id 0

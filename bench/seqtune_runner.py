@@ -5,6 +5,9 @@
 The compute floor is forward + backward + optimizer step over the same batches (the next epoch's
 order) pre-built as contiguous tensors, in a bare loop: what an epoch costs with zero pipeline
 overhead. The trainer's epoch time divided by it is the pipeline's overhead factor.
+
+S3Rec with --pretrain-epochs E: first E pretraining epochs (timed one by one, no cache), then the
+fine-tuning epochs from those weights after init_seed, as train_stage auto runs them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,27 @@ import time
 import torch
 
 
+def pretrain_then_rebuild(config, model, data, epochs: int) -> tuple[torch.nn.Module, dict]:
+    """Time ``epochs`` pretraining epochs of ``model``; return the fine-tuning model built on its weights."""
+    from models.pretrain import pretrain_config
+    from models.trainer import Trainer
+    from models.utils import init_seed
+
+    trainer = Trainer(pretrain_config(config), model, data)
+    log = []
+    for epoch in range(epochs):
+        tic = time.perf_counter()
+        loss = trainer.train_epoch(epoch)
+        log.append({"epoch": epoch, "train_s": time.perf_counter() - tic, "train_loss": loss})
+        print(f"seqtune {config.model} pretrain epoch {epoch}: loss {loss:.4f}, {log[-1]['train_s']:.2f}s", flush=True)
+    init_seed(config["seed"], config["reproducibility"])
+    tuned = type(model)(config, data, state=model.state_dict())
+    times = [e["train_s"] for e in log]
+    return tuned, {"epochs": epochs, "epochs_log": log, "train_losses": [e["train_loss"] for e in log],
+                   "train_epoch_median_s": statistics.median(times),
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="GRU4Rec")
@@ -27,6 +51,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-repeats", type=int, default=20)
     parser.add_argument("--floor-repeats", type=int, default=1)
+    parser.add_argument("--pretrain-epochs", type=int, default=None, help="S3Rec: pretraining epochs to time first")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -42,6 +67,9 @@ def main() -> None:
     data = load_sequential_data(config)
     data_s = time.perf_counter() - tic
     data, model = prepare(config, data)
+    pretrain = None
+    if args.pretrain_epochs is not None:
+        model, pretrain = pretrain_then_rebuild(config, model, data, args.pretrain_epochs)
     trainer = Trainer(config, model, data)
     epochs = []
     for epoch in range(args.epochs):
@@ -87,6 +115,7 @@ def main() -> None:
         "torch_version": torch.__version__,
         "counts": {**data.summary(), "train_batches": len(range(0, len(data.train), config["train_batch_size"]))},
         "epochs": epochs,
+        "pretrain": pretrain,
         "timing": {
             "import_s": import_s,
             "data_s": data_s,

@@ -1,6 +1,7 @@
 """Speed, side by side with RecBole 1.2.1 on one machine: alternate the two tools, same config and threads.
 
     python bench/speed.py --model GRU4Rec --rounds 2 --epochs 2 --threads 2
+    python bench/speed.py --model S3Rec --rounds 1 --pretrain-epochs 1 --epochs 1   # both S3Rec stages
 
 Writes bench/results/speed_<model>.json and prints the Markdown table for docs/performance.md.
 Run it alone on the machine: two heavy processes on 2 cores slow each other down ~1.5x.
@@ -23,18 +24,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 from recbole_env import recbole_env, recbole_model_args, recbole_python  # noqa: E402
 
 
-def run(tool: str, model: str, epochs: int, threads: int, repeats: int, seed: int) -> dict:
+def run(tool: str, model: str, epochs: int, threads: int, repeats: int, seed: int, pretrain: int | None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = handle.name
+    stages = ["--pretrain-epochs", str(pretrain)] if pretrain is not None else []
     if tool == "recbole":
         env = recbole_env()
         command = [recbole_python(), "bench/recbole_runner.py", "--model", model, "--seed", str(seed),
                    "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out,
-                   *recbole_model_args(model)]
+                   *recbole_model_args(model), *stages]
     else:
         env = dict(os.environ)
         command = [sys.executable, "bench/seqtune_runner.py", "--model", model, "--seed", str(seed),
-                   "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out]
+                   "--threads", str(threads), "--epochs", str(epochs), "--eval-repeats", str(repeats), "--out", out,
+                   *stages]
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     result = json.loads(Path(out).read_text())
     os.unlink(out)
@@ -60,11 +63,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help="S3Rec: time this many pretraining epochs before the fine-tuning epochs")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {"recbole": [], "seqtune": []}
     for _ in range(args.rounds):  # alternate, so drift on the machine hits both tools alike
         for tool in ("recbole", "seqtune"):
-            runs[tool].append(run(tool, args.model, args.epochs, args.threads, args.eval_repeats, args.seed))
+            runs[tool].append(run(tool, args.model, args.epochs, args.threads, args.eval_repeats, args.seed,
+                                   args.pretrain_epochs))
 
     def agg(tool: str) -> dict:
         results = runs[tool]
@@ -75,6 +81,11 @@ def main() -> None:
             "compute_floor_s": (statistics.median(r["timing"]["compute_floor_s"] for r in results)
                                 if tool == "seqtune" else None),
             "first_losses": [round(e["train_loss"], 4) for e in results[0]["epochs"]],
+            **({"pretrain_epoch_s": statistics.median(e["train_s"] for r in results
+                                                      for e in r["pretrain"]["epochs_log"]),
+                "pretrain_peak_rss_mb": max(r["pretrain"]["peak_rss_mb"] for r in results),
+                "pretrain_losses": [round(x, 4) for x in results[0]["pretrain"]["train_losses"]]}
+               if args.pretrain_epochs is not None else {}),
         }
 
     rb, st = agg("recbole"), agg("seqtune")
@@ -87,6 +98,8 @@ def main() -> None:
             "eval": st["eval_s"] / rb["eval_s"],
             "epoch_over_floor": st["train_epoch_s"] / st["compute_floor_s"],
             "peak_rss": st["peak_rss_mb"] / rb["peak_rss_mb"],
+            **({"pretrain_epoch": st["pretrain_epoch_s"] / rb["pretrain_epoch_s"]} if args.pretrain_epochs is not None
+               else {}),
         },
         "runs": runs,
     }
@@ -94,6 +107,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
     r = summary["ratios"]
+    if args.pretrain_epochs is not None:
+        print(f"| pretraining epoch (s, median) | {rb['pretrain_epoch_s']:.2f} | {st['pretrain_epoch_s']:.2f} | "
+              f"{r['pretrain_epoch']:.2f}x | <= 0.5x |\n"
+              f"| pretraining peak RSS (MB) | {rb['pretrain_peak_rss_mb']:.0f} | "
+              f"{st['pretrain_peak_rss_mb']:.0f} | | |\n"
+              f"| pretraining losses | {rb['pretrain_losses']} | {st['pretrain_losses']} | | identical |")
     print(f"| measure | RecBole 1.2.1 | seqtune | ratio | target |\n|---|---|---|---|---|\n"
           f"| train epoch (s, median) | {rb['train_epoch_s']:.2f} | {st['train_epoch_s']:.2f} | "
           f"{r['train_epoch']:.2f}x | <= 0.5x |\n"

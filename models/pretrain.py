@@ -153,19 +153,20 @@ def pretrained_state(model: Any, config: Config, data: SequentialData) -> tuple[
             state = _read(target)  # another trial may have finished it while we waited
             if state is None:
                 return _pretrain_into_cache(model, config, data, directory, params, epochs)
-    return state["state_dict"], {"epochs": epochs, "source": "cache", "path": str(target), "trained_epochs": 0}
+    return state["state_dict"], {"epochs": epochs, "source": "cache", "path": str(target), "trained_epochs": 0,
+                                 "losses": state.get("losses", [])}
 
 
 def _pretrain_into_cache(model: Any, config: Config, data: SequentialData, directory: Path,
                          params: dict[str, Any], epochs: int) -> tuple[dict[str, torch.Tensor], dict]:
     trainer = Trainer(pretrain_config(config), model, data)
-    start, resumed_from = 0, None
+    start, resumed_from, losses = 0, None, []
     for done in reversed(_cached_epochs(directory)):
         if done < epochs and (state := _read(directory / f"pretrain-{done}.pth")) is not None:
             model.load_state_dict(state["state_dict"])
             trainer.optimizer.load_state_dict(state["optimizer"])
             restore_rng(state["rng"], trainer)
-            start, resumed_from = done, str(directory / f"pretrain-{done}.pth")
+            start, resumed_from, losses = done, str(directory / f"pretrain-{done}.pth"), list(state.get("losses", []))
             break
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "params.json") as tmp:
@@ -175,13 +176,15 @@ def _pretrain_into_cache(model: Any, config: Config, data: SequentialData, direc
 
     def save(epoch: int, loss: float, seconds: float) -> None:
         done = epoch + 1
+        losses.append(loss)  # every epoch's loss from epoch 0, so a cache hit still reports them
         if done % save_step == 0 or done == epochs:
             state = {"format": CACHE_FORMAT, "epochs": done, "state_dict": model.state_dict(),
-                     "optimizer": trainer.optimizer.state_dict(), "rng": capture_rng(trainer), "params": params}
+                     "optimizer": trainer.optimizer.state_dict(), "rng": capture_rng(trainer), "params": params,
+                     "losses": list(losses)}
             with atomic_path(directory / f"pretrain-{done}.pth") as tmp:
                 torch.save(state, tmp)
 
-    losses = run_epochs(trainer, start, epochs, save)
+    run_epochs(trainer, start, epochs, save)
     info = {"epochs": epochs, "source": "trained", "path": str(directory / f"pretrain-{epochs}.pth"),
             "resumed_from": resumed_from, "start_epoch": start, "trained_epochs": epochs - start,
             "losses": losses, "seconds": time.perf_counter() - tic}

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from models.nn.dropout import Dropout
+
 #: the extended mask value RecBole adds to forbidden attention scores
 MASK_VALUE = -10000.0
 
@@ -48,10 +50,10 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
         self.softmax = nn.Softmax(dim=-1)
-        self.attn_dropout = nn.Dropout(attn_dropout_prob)
+        self.attn_dropout = Dropout(attn_dropout_prob)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.out_dropout = nn.Dropout(hidden_dropout_prob)
+        self.out_dropout = Dropout(hidden_dropout_prob)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(*x.shape[:-1], self.n_heads, self.head_size)  # [B, L, h, d]
@@ -76,7 +78,7 @@ class FeedForward(nn.Module):
         self.act = ACTIVATIONS[hidden_act]
         self.dense_2 = nn.Linear(inner_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(hidden_dropout_prob)
+        self.dropout = Dropout(hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense_2(self.act(self.dense_1(x)))) + x)  # [B, L, H]

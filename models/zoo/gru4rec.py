@@ -15,6 +15,7 @@ from torch import nn
 
 from models.base import SequentialRecommender, embedding_and_gru_init, scores_and_loss
 from models.data.sequential import Batch, SequentialData
+from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
 
@@ -38,7 +39,7 @@ class GRU4Rec(SequentialRecommender):
         self.cfg = cfg
         # registration order and init order as RecBole, so a seed gives RecBole's initial weights
         self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(cfg.dropout_prob)
+        self.emb_dropout = Dropout(cfg.dropout_prob)
         self.gru_layers = PackedGRU(cfg.embedding_size, cfg.hidden_size, cfg.num_layers)
         self.dense = nn.Linear(cfg.hidden_size, cfg.embedding_size)
         self.apply(embedding_and_gru_init)

@@ -12,6 +12,7 @@ from torch import nn
 
 from models.base import SequentialRecommender, scores_and_loss
 from models.data.sequential import Batch, SequentialData
+from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
 from models.zoo.kg_common import pretrained_kg_matrices
@@ -40,8 +41,8 @@ class GRU4RecKG(SequentialRecommender):
         # RecBole's registration and init order: the same seed gives the same initial weights
         self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)
         self.entity_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)
-        self.item_emb_dropout = nn.Dropout(cfg.dropout_prob)
-        self.entity_emb_dropout = nn.Dropout(cfg.dropout_prob)
+        self.item_emb_dropout = Dropout(cfg.dropout_prob)
+        self.entity_emb_dropout = Dropout(cfg.dropout_prob)
         self.entity_embedding.weight.requires_grad = not cfg.freeze_kg
         self.item_gru_layers = PackedGRU(cfg.embedding_size, cfg.hidden_size, cfg.num_layers)
         self.entity_gru_layers = PackedGRU(cfg.embedding_size, cfg.hidden_size, cfg.num_layers)

@@ -17,6 +17,7 @@ from torch import nn
 
 from models.base import SequentialRecommender, bpr_loss, embedding_and_gru_init
 from models.data.sequential import Batch, SequentialData
+from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
 from models.zoo.kg_common import pretrained_kg_matrices
@@ -79,7 +80,7 @@ class KSR(SequentialRecommender):
         self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)
         self.entity_embedding = nn.Embedding(self.n_items, cfg.kg_embedding_size, padding_idx=0)
         self.entity_embedding.weight.requires_grad = not cfg.freeze_kg
-        self.emb_dropout = nn.Dropout(cfg.dropout_prob)
+        self.emb_dropout = Dropout(cfg.dropout_prob)
         self.gru_layers = PackedGRU(cfg.embedding_size, cfg.hidden_size, cfg.num_layers)
         self.dense = nn.Linear(cfg.hidden_size, cfg.kg_embedding_size)
         self.dense_layer_u = nn.Linear(cfg.hidden_size + cfg.kg_embedding_size, cfg.embedding_size)

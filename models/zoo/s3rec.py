@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from models.base import SequentialRecommender, scores_and_loss
 from models.data.sequential import Batch, SequentialData
 from models.errors import ConfigError, DataError
+from models.nn.dropout import Dropout
 from models.nn.transformer import ACTIVATIONS, TransformerEncoder, padding_mask
 from models.registry import register_model
 
@@ -172,7 +173,7 @@ class S3Rec(SequentialRecommender):
         self.trm_encoder = TransformerEncoder(cfg.n_layers, cfg.n_heads, H, cfg.inner_size, cfg.hidden_dropout_prob,
                                               cfg.attn_dropout_prob, cfg.hidden_act, cfg.layer_norm_eps)
         self.LayerNorm = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
         self.aap_norm = nn.Linear(H, H)
         self.mip_norm = nn.Linear(H, H)
         self.map_norm = nn.Linear(H, H)
