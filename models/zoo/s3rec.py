@@ -211,8 +211,10 @@ class S3Rec(SequentialRecommender):
     # -- encoder ---------------------------------------------------------------------------------
     def forward(self, item_seq: torch.Tensor, causal: bool) -> torch.Tensor:
         """item_seq [B, L] (0 = padding, MASK allowed) -> hidden states [B, L, H]."""
-        positions = torch.arange(item_seq.shape[1], device=item_seq.device)  # absolute column, any padding side
-        x = self.item_embedding(item_seq) + self.position_embedding(positions)[None]  # [B, L, H]
+        # absolute column, any padding side; looked up per row (not broadcast) as RecBole does, so the
+        # position table's gradient is summed in RecBole's order
+        positions = torch.arange(item_seq.shape[1], device=item_seq.device).expand_as(item_seq)  # [B, L]
+        x = self.item_embedding(item_seq) + self.position_embedding(positions)  # [B, L, H]
         x = self.dropout(self.LayerNorm(x))
         return self.trm_encoder(x, padding_mask(item_seq, causal))
 
@@ -290,6 +292,13 @@ class S3Rec(SequentialRecommender):
         neg_segment = torch.where(has_segment, torch.where(in_segment, from_long, mask_or_pad), pos_items)
         return PretrainInputs(features, masked_items, pos_items, neg_items, masked_segment, pos_segment, neg_segment)
 
+    @staticmethod
+    def _attribute_scores(projected: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        """[B, L, H] x [F, H] -> [B, L, F] scores, computed as RecBole's matmul(attributes, [B*L, H, 1])."""
+        n_rows, max_len, hidden = projected.shape
+        scores = torch.matmul(attributes, projected.reshape(-1, hidden, 1))  # [B*L, F, 1]
+        return scores.view(n_rows, max_len, -1)
+
     def pretrain_losses(self, inputs: PretrainInputs) -> dict[str, torch.Tensor]:
         """The four unweighted pretraining losses, each a sum (RecBole sums, so they grow with B)."""
         hidden = self.forward(inputs.masked_items, causal=False)  # [B, L, H]
@@ -297,8 +306,9 @@ class S3Rec(SequentialRecommender):
         is_mask = (inputs.masked_items == self.mask_token).float()  # [B, L]
         is_seen = (inputs.masked_items != self.mask_token).float() * (inputs.masked_items != 0).float()
 
-        # AAP: the attributes of every visible item from its own position
-        aap_logits = self.aap_norm(hidden) @ attributes.t()  # [B, L, F]
+        # AAP: the attributes of every visible item from its own position. The scores are RecBole's
+        # batched [F, H] x [B*L, H, 1] product (not hidden @ attributes.T) so they round as RecBole's do
+        aap_logits = self._attribute_scores(self.aap_norm(hidden), attributes)  # [B, L, F]
         aap = F.binary_cross_entropy_with_logits(aap_logits, inputs.features, reduction="none")
         aap = (aap * is_seen[..., None]).sum()
 
@@ -310,7 +320,7 @@ class S3Rec(SequentialRecommender):
         mip = (mip * is_mask).sum()
 
         # MAP: the attributes of each masked item
-        map_logits = self.map_norm(hidden) @ attributes.t()  # [B, L, F]
+        map_logits = self._attribute_scores(self.map_norm(hidden), attributes)  # [B, L, F]
         map_ = F.binary_cross_entropy_with_logits(map_logits, inputs.features, reduction="none")
         map_ = (map_ * is_mask[..., None]).sum()
 
