@@ -9,11 +9,12 @@ set), then ``init_seed`` again, as the fresh finetune process would, and RecBole
 Pretrained weights are cached under ``cache_root()/s3rec/<dataset>-<key>/pretrain-<E>.pth`` (the
 model's name in lower case). The key covers everything that changes them (the training samples and
 item attributes by content, the model's ``pretrain_keys``, seed, optimiser, pretraining batch size
-and learning rate, gradient clipping, device type) but not ``pretrain_epochs``: each file holds the
-weights after E epochs plus the optimiser and RNG states at that point, so a request for more
-epochs continues from the longest shorter run and ends bit-identical to an uninterrupted run. Files are written every
-``save_step`` epochs and at the end, by atomic rename, under a per-key lock: concurrent trials with
-the same key pretrain once and never read a half-written file.
+and learning rate, gradient clipping, device type, and the source of the model's code) but not
+``pretrain_epochs``: each file holds the weights after E epochs plus the optimiser and RNG states at
+that point, so a request for more epochs continues from the longest shorter run and ends
+bit-identical to an uninterrupted run. Files are written every ``save_step`` epochs and at the end,
+by atomic rename, under a per-key lock: concurrent trials with the same key pretrain once and never
+read a half-written file.
 """
 
 from __future__ import annotations
@@ -61,10 +62,26 @@ def data_digest(data: SequentialData) -> str:
     return digest.hexdigest()
 
 
+def code_digest(model: Any) -> str:
+    """The source of the model's module and of the layers it is built from: an edit retrains."""
+    import inspect
+
+    import models.nn.dropout
+    import models.nn.transformer
+
+    digest = hashlib.sha256()
+    for module in (inspect.getmodule(type(model)), models.nn.transformer, models.nn.dropout):
+        source = inspect.getsourcefile(module) if module is not None else None
+        if source:
+            digest.update(Path(source).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(model: Any, config: Config, data: SequentialData) -> tuple[str, dict[str, Any]]:
     pre = pretrain_config(config)
     params = {
         "format": CACHE_FORMAT,
+        "code": code_digest(model),
         "model": config.model,
         "data": data_digest(data),
         "data_checksum": data.checksum,
