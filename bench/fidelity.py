@@ -79,19 +79,23 @@ def summarize(model: str, ours: dict[int, dict], recbole: dict[int, dict]) -> di
 
 
 def markdown(summary: dict) -> str:
-    lines = ["| tool | seed | epochs run (best) | test MRR@10 | NDCG@10 | Recall@10 | first epoch losses |",
-             "|---|---|---|---|---|---|---|"]
+    staged = summary.get("pretrain_epochs") is not None
+    pre_head, pre_rule = (" pretraining losses |", "---|") if staged else ("", "")
+    lines = [f"| tool | seed |{pre_head} epochs run (best) | test MRR@10 | NDCG@10 | Recall@10 | first epoch losses |",
+             f"|---|---|{pre_rule}---|---|---|---|---|"]
+    pad = " |" if staged else ""
     for tool in ("recbole", "seqtune"):
         for seed, r in summary[tool].items():
             t = r["test"]
             losses = ", ".join(str(x) for x in r["first_losses"])
-            lines.append(f"| {tool} | {seed} | {r['epochs_run']} ({r['best_epoch']}) | {t['mrr@10']:.4f} | "
+            pre = f" {', '.join(str(x) for x in r.get('pretrain_losses', []))} |" if staged else ""
+            lines.append(f"| {tool} | {seed} |{pre} {r['epochs_run']} ({r['best_epoch']}) | {t['mrr@10']:.4f} | "
                          f"{t['ndcg@10']:.4f} | {t['recall@10']:.4f} | {losses} |")
     for tool in ("recbole", "seqtune"):
         m = summary[f"mean_{tool}"]
-        lines.append(f"| **{tool} mean** | | | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | |")
+        lines.append(f"| **{tool} mean** | |{pad} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | |")
     d = summary["relative_diff"]
-    lines.append(f"| **relative diff** | | | {d['mrr@10']:+.2%} | {d['ndcg@10']:+.2%} | {d['recall@10']:+.2%} | |")
+    lines.append(f"| **relative diff** | |{pad} | {d['mrr@10']:+.2%} | {d['ndcg@10']:+.2%} | {d['recall@10']:+.2%} | |")
     return "\n".join(lines)
 
 
