@@ -1,4 +1,4 @@
-"""Dropout that draws exactly torch's (and so RecBole's) mask on AMD CPUs, about 4x faster.
+"""Dropout that draws exactly torch's (and so RecBole's) mask on AMD CPUs, 4-10x faster.
 
 Why: on CPUs that are not Intel, torch's ``bernoulli_(p)`` (the mask inside ``F.dropout``) runs a
 serial per-element loop: two mt19937 draws, a 53-bit double ``u`` and ``u < p`` each, behind a
@@ -16,7 +16,8 @@ Safety: the C file is compiled once per machine into the cache (any ``cc``), the
 ``F.dropout`` on tensors that cross the generator's 624-word refill boundary: output and the
 generator state afterwards must be identical. If there is no compiler, the check fails (an Intel
 CPU, where torch uses MKL's stream instead), the tensor is not a contiguous float32 CPU tensor, or
-``SEQTUNE_FAST_DROPOUT=0``, ``F.dropout`` runs unchanged.
+``SEQTUNE_FAST_DROPOUT=0``, ``F.dropout`` runs unchanged. Like torch's generator calls from one
+training thread, it assumes no other thread draws from the CPU generator during a mask.
 """
 
 from __future__ import annotations
