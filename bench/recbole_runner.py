@@ -76,7 +76,7 @@ KG_CONFIG = {
 def _kg_data_dir(source: str, vectors: str, dataset: str, workdir: str) -> str:
     """The dataset's atomic files (symlinked) plus the .ent/.rel vectors, in one directory RecBole reads."""
     target = os.path.join(workdir, "data", dataset)
-    os.makedirs(target)
+    os.makedirs(target, exist_ok=True)  # a pretrain and a finetune run build it in turn
     for folder, suffixes in ((source, None), (vectors, (".ent", ".rel"))):
         for name in os.listdir(folder):
             if name.startswith(dataset + ".") and (suffixes is None or name.endswith(suffixes)):
@@ -98,41 +98,72 @@ def _num(x):
     return x
 
 
-def run_pretrain_stage(args, config_dict, config_file, data_path):
-    """RecBole's pretrain run (run_recbole's steps up to Trainer.fit), with each epoch timed."""
-    import torch
+def build_run(args, config_dict, config_file, data_path, workdir):
+    """run_recbole's steps up to the trainer: Config, init_seed, dataset, dataloaders, init_seed,
+    model, get_flops, trainer. Returns (config, dataset, (train, valid, test), trainer, flops, data_s)."""
+    import logging
+    from logging import getLogger
+
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.data.transform import construct_transform
-    from recbole.utils import get_flops, get_model, get_trainer, init_seed
+    from recbole.utils import get_flops, get_model, get_trainer, init_logger, init_seed
 
-    epochs = args.pretrain_epochs
-    config_dict.update(train_stage="pretrain", pretrain_epochs=epochs, save_step=epochs)
     t0 = time.perf_counter()
+    if args.kg_vectors:
+        config_dict = {**config_dict, **KG_CONFIG}
     config = Config(model=args.model, dataset=args.dataset,
-                    config_file_list=[config_file] if config_file else None, config_dict=config_dict)
+                    config_file_list=[config_file] if config_file else None,
+                    config_dict=config_dict)
+    if args.kg_vectors:
+        data_path = _kg_data_dir(config["data_path"], os.path.abspath(args.kg_vectors), args.dataset, workdir)
     if data_path:
         config["data_path"] = data_path
     init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    if not args.verbose:
+        for h in getLogger().handlers:
+            if not isinstance(h, logging.FileHandler):
+                h.setLevel(logging.WARNING)
+
     dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
+    loaders = data_preparation(config, dataset)
+    data_s = time.perf_counter() - t0
+
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = get_model(config["model"])(config, loaders[0]._dataset).to(config["device"])
+    if hasattr(model, "relation_Matrix"):  # KSR builds it float64 from the .rel file (problem 8)
+        model.relation_Matrix = model.relation_Matrix.float()
+    flops = None
     if not args.no_flops:
-        from logging import getLogger
-        get_flops(model, dataset, config["device"], getLogger(), construct_transform(config))
+        flops = get_flops(model, dataset, config["device"], getLogger(), construct_transform(config))
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    setup_s = time.perf_counter() - t0
-    epochs_log = []
+    return config, dataset, loaders, trainer, flops, data_s
+
+
+def time_train_epochs(trainer, log):
+    """Shadow trainer._train_epoch so that each epoch appends {epoch, train_s, train_loss} to ``log``."""
     orig_train = trainer._train_epoch
 
     def timed_train(train_data, epoch_idx, *a, **k):
         s = time.perf_counter()
         loss = orig_train(train_data, epoch_idx, *a, **k)
-        epochs_log.append({"epoch": epoch_idx, "train_s": time.perf_counter() - s, "train_loss": _num(loss)})
+        log.append({"epoch": epoch_idx, "train_s": time.perf_counter() - s, "train_loss": _num(loss)})
         return loss
 
     trainer._train_epoch = timed_train
+
+
+def run_pretrain_stage(args, config_dict, config_file, data_path, workdir):
+    """RecBole's pretrain run (run_recbole's steps up to Trainer.fit), with each epoch timed."""
+    epochs = args.pretrain_epochs
+    config_dict = {**config_dict, "train_stage": "pretrain", "pretrain_epochs": epochs, "save_step": epochs}
+    t0 = time.perf_counter()
+    config, _, (train_data, valid_data, _), trainer, _, _ = build_run(args, config_dict, config_file, data_path,
+                                                                     workdir)
+    setup_s = time.perf_counter() - t0
+    epochs_log = []
+    time_train_epochs(trainer, epochs_log)
     t0 = time.perf_counter()
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     checkpoint = os.path.join(config["checkpoint_dir"], f"{args.model}-{args.dataset}-{epochs}.pth")
@@ -140,8 +171,6 @@ def run_pretrain_stage(args, config_dict, config_file, data_path):
     losses = [round(e["train_loss"], 4) for e in epochs_log]
     print(f"{args.model} pretrain seed={args.seed} epochs={epochs} losses={losses} "
           f"epoch={statistics.fmean(times):.1f}s", flush=True)
-    del model, trainer, train_data, valid_data, dataset
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {"epochs": epochs, "checkpoint": checkpoint, "train_losses": [e["train_loss"] for e in epochs_log],
             "epochs_log": epochs_log, "setup_s": setup_s, "fit_s": time.perf_counter() - t0,
             "train_epoch_mean_s": statistics.fmean(times), "train_epoch_median_s": statistics.median(times),
@@ -164,14 +193,11 @@ def main(argv=None):
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    import logging
-    from logging import getLogger
-
     import recbole
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.data.transform import construct_transform
-    from recbole.utils import get_flops, get_model, get_trainer, init_logger, init_seed
+    import recbole.config
+    import recbole.data
+    import recbole.data.transform
+    import recbole.utils  # noqa: F401  (imported here so that import_s times them, as before)
     t_import = time.perf_counter() - t_start
 
     config_dict = {
@@ -182,52 +208,18 @@ def main(argv=None):
     }
     pretrain = None
     if args.pretrain_epochs is not None:
-        pretrain = run_pretrain_stage(args, dict(config_dict), config_file, data_path)
+        pretrain = run_pretrain_stage(args, config_dict, config_file, data_path, workdir)
         config_dict.update(train_stage="finetune", pre_model_path=pretrain["checkpoint"])
     if args.epochs is not None:
         config_dict["epochs"] = args.epochs
-    t0 = time.perf_counter()
-    if args.kg_vectors:
-        config_dict.update(KG_CONFIG)
-    config = Config(model=args.model, dataset=args.dataset,
-                    config_file_list=[config_file] if config_file else None,
-                    config_dict=config_dict)
-    if args.kg_vectors:
-        data_path = _kg_data_dir(config["data_path"], os.path.abspath(args.kg_vectors), args.dataset, workdir)
-    if data_path:
-        config["data_path"] = data_path
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    if not args.verbose:
-        for h in getLogger().handlers:
-            if not isinstance(h, logging.FileHandler):
-                h.setLevel(logging.WARNING)
-
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    t_data = time.perf_counter() - t0
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    if hasattr(model, "relation_Matrix"):  # KSR builds it float64 from the .rel file (problem 8)
-        model.relation_Matrix = model.relation_Matrix.float()
-    flops = None
-    if not args.no_flops:
-        transform = construct_transform(config)
-        flops = get_flops(model, dataset, config["device"], getLogger(), transform)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    config, dataset, (train_data, valid_data, test_data), trainer, flops, t_data = build_run(
+        args, config_dict, config_file, data_path, workdir)
 
     # --- per-epoch timing hooks (instance attributes shadow the bound methods) ---
     epochs = []          # one dict per trained epoch
-    orig_train, orig_valid, orig_save = trainer._train_epoch, trainer._valid_epoch, trainer._save_checkpoint
+    time_train_epochs(trainer, epochs)
+    orig_valid, orig_save = trainer._valid_epoch, trainer._save_checkpoint
     saved_epochs = []
-
-    def timed_train(train_data, epoch_idx, *a, **k):
-        s = time.perf_counter()
-        loss = orig_train(train_data, epoch_idx, *a, **k)
-        epochs.append({"epoch": epoch_idx, "train_s": time.perf_counter() - s,
-                       "train_loss": _num(loss)})
-        return loss
 
     def timed_valid(valid_data, *a, **k):
         s = time.perf_counter()
@@ -240,7 +232,7 @@ def main(argv=None):
         saved_epochs.append(epoch)
         return orig_save(epoch, *a, **k)
 
-    trainer._train_epoch, trainer._valid_epoch, trainer._save_checkpoint = timed_train, timed_valid, tracked_save
+    trainer._valid_epoch, trainer._save_checkpoint = timed_valid, tracked_save
 
     t0 = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=True,
