@@ -23,23 +23,21 @@ import torch
 
 def pretrain_then_rebuild(config, model, data, epochs: int) -> tuple[torch.nn.Module, dict]:
     """Time ``epochs`` pretraining epochs of ``model``; return the fine-tuning model built on its weights."""
-    from models.pretrain import pretrain_config
+    from models.pretrain import finetune_model, pretrain_config, run_epochs
     from models.trainer import Trainer
-    from models.utils import init_seed
 
-    trainer = Trainer(pretrain_config(config), model, data)
     log = []
-    for epoch in range(epochs):
-        tic = time.perf_counter()
-        loss = trainer.train_epoch(epoch)
-        log.append({"epoch": epoch, "train_s": time.perf_counter() - tic, "train_loss": loss})
-        print(f"seqtune {config.model} pretrain epoch {epoch}: loss {loss:.4f}, {log[-1]['train_s']:.2f}s", flush=True)
-    init_seed(config["seed"], config["reproducibility"])
-    tuned = type(model)(config, data, state=model.state_dict())
+
+    def record(epoch: int, loss: float, seconds: float) -> None:
+        log.append({"epoch": epoch, "train_s": seconds, "train_loss": loss})
+        print(f"seqtune {config.model} pretrain epoch {epoch}: loss {loss:.4f}, {seconds:.2f}s", flush=True)
+
+    run_epochs(Trainer(pretrain_config(config), model, data), 0, epochs, record)
     times = [e["train_s"] for e in log]
-    return tuned, {"epochs": epochs, "epochs_log": log, "train_losses": [e["train_loss"] for e in log],
-                   "train_epoch_median_s": statistics.median(times),
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return finetune_model(model, model.state_dict(), data), {
+        "epochs": epochs, "epochs_log": log, "train_losses": [e["train_loss"] for e in log],
+        "train_epoch_median_s": statistics.median(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:

@@ -208,14 +208,19 @@ def _pretrain_into_cache(model: Any, config: Config, data: SequentialData, direc
     return copy.deepcopy(model.state_dict()), info
 
 
+def finetune_model(model: Any, state: dict[str, torch.Tensor], data: SequentialData) -> Any:
+    """The model RecBole's finetune run starts from: re-seeded as a fresh process, built on ``state``."""
+    config = model.config
+    init_seed(config["seed"], config["reproducibility"])
+    return type(model)(config, data, state=state)
+
+
 def finetune_after_pretraining(model: Any, data: SequentialData, callback: EpochCallback | None,
                                checkpoint_path: Path | None) -> TrainResult:
     """``train_stage: auto``: pretrained (or cached) weights, then RecBole's finetune run on them."""
     config = model.config
     state, info = pretrained_state(model, config, data)
-    init_seed(config["seed"], config["reproducibility"])  # the finetune run is a fresh RecBole process
-    tuned = type(model)(config, data, state=state)
-    result = Trainer(config, tuned, data).fit(callback, checkpoint_path)
+    result = Trainer(config, finetune_model(model, state, data), data).fit(callback, checkpoint_path)
     result.pretrain = info
     return result
 
