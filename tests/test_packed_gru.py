@@ -60,3 +60,20 @@ def test_gradcheck_small() -> None:
     pack = PackInfo.from_lengths(lengths, 3)
     x = torch.randn(3, 3, 3, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inp: gru.last_hidden(inp, pack), (x,))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_inference_recurrence_is_bit_identical_to_the_training_one(layers: int) -> None:
+    """Evaluation's buffer-reusing recurrence (candidate pre-doubled for tanh = 2 sigmoid(2a) - 1) does
+    the training forward's float32 operations: the same bits, not merely close ones."""
+    torch.manual_seed(20 + layers)
+    gru = PackedGRU(16, 32, layers)
+    table = torch.randn(50, 16)
+    seq = torch.randint(1, 50, (64, 12))
+    lengths = torch.randint(1, 13, (64,))
+    pack = PackInfo.from_lengths(lengths, 12)
+    with torch.enable_grad():
+        training = gru.last_hidden(table[seq], pack).detach()
+    with torch.no_grad():
+        assert torch.equal(gru.last_hidden(table[seq], pack), training)
+        assert torch.equal(gru.last_hidden(None, pack, table, seq), training)
