@@ -54,6 +54,9 @@ def parse_args(argv=None):
                         "(a checkpoint at the end), then train_stage finetune from it, re-seeded as a fresh run")
     p.add_argument("--eval-repeats", type=int, default=0,
                    help="after training, time N full-sort evaluations of the valid set and record the median")
+    p.add_argument("--serve-eval", action="store_true",
+                   help="after training, serve timed evaluations of the valid set on stdin/stdout "
+                        "(bench/eval_server.py; bench/speed.py pairs them with seqtune's) instead of --eval-repeats")
     p.add_argument("--no-flops", action="store_true",
                    help="skip get_flops (changes the RNG stream vs run_recbole)")
     p.add_argument("--verbose", action="store_true", help="show RecBole's own INFO log on stdout")
@@ -244,7 +247,12 @@ def main(argv=None):
     t_test = time.perf_counter() - t0
 
     eval_repeats = None
-    if args.eval_repeats > 0:
+    if args.serve_eval:
+        from eval_server import serve  # bench/ is this script's directory
+
+        times = serve(lambda: trainer.evaluate(valid_data, load_best_model=False, show_progress=False))
+        eval_repeats = {"n": len(times), "median_s": statistics.median(times), "all_s": times, "paired": True}
+    elif args.eval_repeats > 0:
         times = []
         for _ in range(args.eval_repeats):
             s = time.perf_counter()

@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-repeats", type=int, default=20)
+    parser.add_argument("--serve-eval", action="store_true",
+                        help="after training, serve timed evaluations of the valid set on stdin/stdout "
+                             "(bench/eval_server.py) instead of --eval-repeats")
     parser.add_argument("--floor-repeats", type=int, default=1)
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="S3Rec: pretraining epochs to time first")
     parser.add_argument("--out", required=True)
@@ -79,11 +82,16 @@ def main() -> None:
         epochs.append({"epoch": epoch, "train_s": train_s, "valid_s": time.perf_counter() - tic,
                        "train_loss": loss, "valid": valid})
 
-    eval_times = []
-    for _ in range(args.eval_repeats):
-        tic = time.perf_counter()
-        trainer.evaluate(data.valid)
-        eval_times.append(time.perf_counter() - tic)
+    if args.serve_eval:
+        from eval_server import serve  # bench/ is this script's directory
+
+        eval_times = serve(lambda: trainer.evaluate(data.valid))
+    else:
+        eval_times = []
+        for _ in range(args.eval_repeats):
+            tic = time.perf_counter()
+            trainer.evaluate(data.valid)
+            eval_times.append(time.perf_counter() - tic)
 
     # compute floor: the next epoch's batches, pre-built, in a bare loop
     floor_times = []
