@@ -154,7 +154,10 @@ class RayBackend(Backend):
                 fn,
                 param_space=param_space,
                 tune_config=tune.TuneConfig(metric=SCORE, mode=mode, num_samples=num_samples, search_alg=search_alg,
-                                            scheduler=scheduler, max_concurrent_trials=plan.workers),
+                                            scheduler=scheduler, max_concurrent_trials=plan.workers,
+                                            # a trial reuses a finished one's process: no new interpreter,
+                                            # torch import, CUDA context or dataset load per trial
+                                            reuse_actors=True),
                 run_config=tune.RunConfig(name=plan.study_name, storage_path=str(root), verbose=0,
                                           failure_config=tune.FailureConfig(max_failures=0)),
             )
