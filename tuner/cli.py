@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fractions such as 0.25 pack several small trials on one GPU")
     ray.add_argument("--ray-storage", "--ray_storage", dest="ray_storage", default=None,
                      help="where Ray keeps trial results (made absolute; default ./ray_results)")
+    ray.add_argument("--reuse-actors", "--reuse_actors", dest="reuse_actors", action=argparse.BooleanOptionalAction,
+                     default=True, help="run the next trial in a finished trial's process (no new interpreter, "
+                                        "torch import, CUDA context or dataset load per trial)")
     track = p.add_argument_group("tracking")
     track.add_argument("--mlflow-uri", "--mlflow_uri", dest="mlflow_uri", default=None,
                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -316,7 +319,8 @@ def _backend(tool: str, args: argparse.Namespace | None = None) -> Any:
 
         return RayBackend(address=getattr(args, "ray_address", None), cpus_per_trial=getattr(args, "cpus_per_trial", 1),
                           gpus_per_trial=getattr(args, "gpus_per_trial", 0),
-                          storage_path=getattr(args, "ray_storage", None))
+                          storage_path=getattr(args, "ray_storage", None),
+                          reuse_actors=getattr(args, "reuse_actors", True))
     from tuner.backends.optuna_backend import OptunaBackend
 
     return OptunaBackend()

@@ -80,8 +80,9 @@ def trainable(config: dict[str, Any]) -> None:
 
 class RayBackend(Backend):
     def __init__(self, address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-                 storage_path: str | None = None) -> None:
+                 storage_path: str | None = None, reuse_actors: bool = True) -> None:
         self.address = address
+        self.reuse_actors = reuse_actors
         self.cpus_per_trial = cpus_per_trial
         self.gpus_per_trial = gpus_per_trial
         self.storage_path = storage_path
@@ -157,7 +158,7 @@ class RayBackend(Backend):
                                             scheduler=scheduler, max_concurrent_trials=plan.workers,
                                             # a trial reuses a finished one's process: no new interpreter,
                                             # torch import, CUDA context or dataset load per trial
-                                            reuse_actors=True),
+                                            reuse_actors=self.reuse_actors),
                 run_config=tune.RunConfig(name=plan.study_name, storage_path=str(root), verbose=0,
                                           failure_config=tune.FailureConfig(max_failures=0)),
             )
