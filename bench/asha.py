@@ -11,30 +11,18 @@ Writes bench/results/asha.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = "learning_rate choice [0.01, 0.005, 0.001, 0.0005]\ndropout_prob choice [0.1, 0.3]\n"
+sys.path.insert(0, str(ROOT / "bench"))
+from grid_study import SPACE, run_grid_study  # noqa: E402
 
 
 def study(pruner: str, epochs: int, workers: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "h.test").write_text(SPACE)
-        command = [sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU4Rec", "--params_file", "h.test",
-                   f"--epochs={epochs}", "--hidden_size=64", "--tool", "ray", "--workers", str(workers),
-                   "--pruner", pruner, "--quiet", "--no-mlflow", f"--ray-storage={work / 'ray'}",
-                   "--output_file", "out/hyper.result"]
-        tic = time.perf_counter()
-        subprocess.run(command, cwd=work, check=True, capture_output=True)
-        wall = time.perf_counter() - tic
-        rows = list(csv.DictReader((work / "out" / "results.csv").open()))
+    run = run_grid_study("ray", epochs, "--hidden_size=64", "--workers", str(workers), "--pruner", pruner)
+    wall, rows = run.wall_s, run.rows
     trials = [{"params": {"learning_rate": float(r["learning_rate"]), "dropout_prob": float(r["dropout_prob"])},
                "state": r["state"], "epochs_run": int(r["epochs_run"]),
                "best_valid_score": float(r["best_valid_score"]) if r["best_valid_score"] else None,

@@ -15,33 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = "learning_rate choice [0.01, 0.005, 0.001, 0.0005]\ndropout_prob choice [0.1, 0.3]\n"
-TRIALS = 8
+sys.path.insert(0, str(ROOT / "bench"))
+from grid_study import TRIALS, run_grid_study  # noqa: E402
 
 
 def study(tool: str, gpus_per_trial: float, workers: int, epochs: int, cpus_per_trial: float) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "h.test").write_text(SPACE)
-        command = [sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU4Rec", "--params_file", "h.test",
-                   f"--epochs={epochs}", "--tool", tool, "--device", "cuda", "--workers", str(workers),
-                   "--quiet", "--no-mlflow", "--output_file", "out/hyper.result"]
-        if tool == "ray":
-            command += ["--gpus-per-trial", str(gpus_per_trial), "--cpus-per-trial", str(cpus_per_trial),
-                        f"--ray-storage={work / 'ray'}"]
-        tic = time.perf_counter()
-        subprocess.run(command, cwd=work, check=True, capture_output=True)
-        wall = time.perf_counter() - tic
-        best = (work / "out" / "hyper.result").read_text().split("best params:")[-1].splitlines()[0].strip()
-    return {"tool": tool, "gpus_per_trial": gpus_per_trial, "workers": workers, "wall_s": wall,
-            "trials_per_hour": TRIALS / wall * 3600, "best_params": best}
+    flags = ["--device", "cuda", "--workers", str(workers)]
+    if tool == "ray":
+        flags += ["--gpus-per-trial", str(gpus_per_trial), "--cpus-per-trial", str(cpus_per_trial)]
+    run = run_grid_study(tool, epochs, *flags)
+    return {"tool": tool, "gpus_per_trial": gpus_per_trial, "workers": workers, "wall_s": run.wall_s,
+            "trials_per_hour": TRIALS / run.wall_s * 3600, "best_params": run.best_params()}
 
 
 def main() -> None:

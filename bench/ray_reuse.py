@@ -14,29 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = "learning_rate choice [0.01, 0.005, 0.001, 0.0005]\ndropout_prob choice [0.1, 0.3]\n"
+sys.path.insert(0, str(ROOT / "bench"))
+from grid_study import run_grid_study  # noqa: E402
 
 
 def study(reuse: bool, epochs: int, device: str) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "h.test").write_text(SPACE)
-        command = [sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU4Rec", "--params_file", "h.test",
-                   f"--epochs={epochs}", "--tool", "ray", "--workers", "2", "--device", device, "--quiet",
-                   "--no-mlflow", f"--ray-storage={work / 'ray'}", "--output_file", "out/hyper.result",
-                   "--reuse-actors" if reuse else "--no-reuse-actors"]
-        tic = time.perf_counter()
-        subprocess.run(command, cwd=work, check=True, capture_output=True)
-        wall = time.perf_counter() - tic
-        blocks = (work / "out" / "hyper.result").read_text().strip().split("\n\n")
-    return {"reuse_actors": reuse, "wall_s": wall, "output_blocks": sorted(blocks)}
+    run = run_grid_study("ray", epochs, "--workers", "2", "--device", device,
+                         "--reuse-actors" if reuse else "--no-reuse-actors")
+    return {"reuse_actors": reuse, "wall_s": run.wall_s, "output_blocks": sorted(run.output_text.strip().split("\n\n"))}
 
 
 def main() -> None:

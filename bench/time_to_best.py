@@ -29,11 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from grid_study import SPACE  # noqa: E402
 from recbole_env import recbole_env, recbole_python  # noqa: E402
 
 from tuner.backends.optuna_backend import WORKER_ATTR  # noqa: E402
-
-SPACE = "learning_rate choice [0.01, 0.005, 0.001, 0.0005]\ndropout_prob choice [0.1, 0.3]\n"
 
 
 def run_recbole(work: Path, epochs: int) -> dict:
