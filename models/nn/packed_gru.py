@@ -155,7 +155,8 @@ def _last_hidden_inference(
     place. ``gi_of(start, rows, out)`` writes one step's input projections [rows, 3H] into ``out``,
     with the candidate block (n) already doubled: tanh(a) = 2 sigmoid(2a) - 1, and doubling is exact,
     so 2 * gi_n + 2 * r * gh_n is bit for bit the 2a that ``_tanh_`` would form. Every buffer is
-    allocated once: 8 kernels per step instead of 11, the same floating-point operations.
+    allocated once, 8 kernels a step; the result is bit for bit the training forward's
+    (``_GRURecurrence``), first step included (tests/test_packed_gru.py).
     """
     hidden = w_hh.shape[1]
     w_hh_t = w_hh.t()
