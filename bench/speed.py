@@ -45,11 +45,12 @@ def run_round(args: argparse.Namespace) -> dict[str, dict]:
             outs[tool] = handle.name
     commands = {tool: runner(tool, args.model, args.epochs, args.threads, args.eval_repeats, args.seed,
                              args.pretrain_epochs, outs[tool]) for tool in outs}
+    blocks: dict[str, list] = {}  # paired mode: each tool's evaluation blocks, in order
     if args.eval_mode == "separate":
         for command, env in commands.values():
             subprocess.run(command, cwd=ROOT, env=env, check=True)
     else:
-        clients, blocks = {}, {}
+        clients = {}
         try:
             for tool, (command, env) in commands.items():  # one at a time: the other waits, idle, on stdin
                 clients[tool] = EvalClient([*command, "--serve-eval"], cwd=str(ROOT), env=env)
@@ -59,7 +60,7 @@ def run_round(args: argparse.Namespace) -> dict[str, dict]:
             for client in clients.values():
                 client.close()
     results = {tool: json.loads(Path(out).read_text()) for tool, out in outs.items()}
-    for tool, tool_blocks in blocks.items() if args.eval_mode == "paired" else ():
+    for tool, tool_blocks in blocks.items():
         results[tool]["eval_blocks"] = tool_blocks
     for out in outs.values():
         os.unlink(out)
