@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from models.config_types import Annotated, OneOf, TypedConfig
 from models.data.sequential import Batch, SequentialData
 from models.errors import ConfigError
+
+
+@dataclass
+class RecommenderConfig(TypedConfig):
+    """The keys every model takes; a model's config type derives from this one."""
+
+    loss_type: Annotated[str, OneOf("CE", "BPR", ignore_case=True)]
+
+    def check(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        negatives = values.get("train_neg_sample_args")
+        if self.loss_type == "BPR" and not negatives:
+            raise ConfigError(f"{sources.get('loss_type')}: loss_type BPR needs train_neg_sample_args: "
+                              "{distribution: uniform, sample_num: 1}")
+        if self.loss_type == "CE" and negatives:
+            raise ConfigError(f"{sources.get('train_neg_sample_args')}: loss_type CE takes no negative samples: "
+                              "set train_neg_sample_args: ~")
 
 
 class SequentialRecommender(nn.Module):
@@ -18,31 +37,16 @@ class SequentialRecommender(nn.Module):
     The trainer never looks inside a model beyond these two methods.
     """
 
-    #: config keys whose value must be an integer (quniform gives floats such as 64.0)
-    int_keys: tuple[str, ...] = ()
+    #: the model's keys, types and allowed values; build_config checks them, the model reads ``self.cfg``
+    config_type: ClassVar[type[RecommenderConfig]]
 
     def __init__(self, config: Any, data: SequentialData) -> None:
         super().__init__()
         self.config = config
+        self.cfg = self.config_type.from_config(config)
         self.n_items = data.n_items
         self.max_seq_length = data.max_len
-        for key in self.int_keys:
-            value = config[key]
-            if isinstance(value, float) and value.is_integer():
-                config[key] = int(value)
-            elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{config.sources.get(key, key)}: {key} must be a positive integer, got {value!r}")
-        self.loss_type = str(config["loss_type"]).upper()
-        if self.loss_type not in {"CE", "BPR"}:
-            raise ConfigError(
-                f"{config.sources.get('loss_type')}: loss_type must be CE or BPR, got {config['loss_type']!r}"
-            )
-        if self.loss_type == "BPR" and not config.get("train_neg_sample_args"):
-            raise ConfigError(
-                "loss_type BPR needs train_neg_sample_args: {distribution: uniform, sample_num: 1}"
-            )
-        if self.loss_type == "CE" and config.get("train_neg_sample_args"):
-            raise ConfigError("loss_type CE takes no negative samples: set train_neg_sample_args: ~")
+        self.loss_type = self.cfg.loss_type
 
     @property
     def needs_negatives(self) -> bool:

@@ -4,6 +4,11 @@ Priority, lowest first: ``properties/overall.yaml`` < the model's YAML < the dat
 ``config_files`` (in the order given) < overrides (a dict, e.g. trial parameters or ``--key=value``).
 A key that RecBole knows but that has no effect here is accepted with a warning; a key that
 neither knows is an error naming the closest known key.
+
+A model's YAML may pull in shared defaults with ``include: [_transe.yaml]`` (files next to it), so
+each default lives in one file. Values are then coerced and checked against the typed configs
+(``TrainingConfig`` here, the model's ``config_type``; see models/config_types.py), so a bad value
+in any layer fails here, naming its layer, before any data or model is built.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
+from models.config_types import Above, AtLeast, FieldSpec, OneOf, TypedConfig
 from models.errors import ConfigError, closest
-from models.registry import canonical_model_name, model_yaml_path
+from models.registry import canonical_model_name, get_model_class, model_yaml_path
 
 PROPERTIES = Path(__file__).parent / "properties"
 
@@ -37,6 +43,26 @@ RECBOLE_ONLY_KEYS = frozenset(
 # Metrics whose smaller value is better (RecBole's list); every other metric is "bigger is better".
 SMALLER_IS_BETTER = frozenset({"mae", "rmse", "logloss", "averagepopularity", "giniindex"})
 SUPPORTED_METRICS = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision"}
+# Keys of a model's YAML that describe the model instead of configuring a run: they never become
+# config values, and any other layer that sets them is an error (not an override that would be
+# silently ignored: the data pipeline reads data_kind from the model's YAML alone).
+MODEL_YAML_ONLY_KEYS = ("include", "data_kind")
+DATA_KIND = FieldSpec("data_kind", str, constraint=OneOf("sequential", "kg", "item_attribute"))
+
+
+@dataclass
+class TrainingConfig(TypedConfig):
+    """The overall keys that the trainer and the data pipeline would reject, or misuse, when wrong."""
+
+    epochs: Annotated[int, AtLeast(1)]
+    train_batch_size: Annotated[int, AtLeast(1)]
+    eval_batch_size: Annotated[int, AtLeast(1)]
+    MAX_ITEM_LIST_LENGTH: Annotated[int, AtLeast(1)]
+    learning_rate: Annotated[float, Above(0)]
+    weight_decay: Annotated[float, AtLeast(0)]
+    stopping_step: Annotated[int, AtLeast(0)]  # 0: stop at the first evaluation without improvement
+    eval_step: Annotated[int, AtLeast(0)]  # 0: no validation, the last epoch is kept (RecBole's meaning)
+    seed: int
 
 
 def parse_value(text: str) -> Any:
@@ -102,9 +128,50 @@ class Config:
         return [f"{m.lower()}@{k}" for m in self.values["metrics"] for k in self.topk]
 
 
+@dataclass(frozen=True)
+class ModelYaml:
+    """A model's YAML with its includes resolved."""
+
+    data_kind: str  # what the data pipeline builds: "sequential", "kg" or "item_attribute"
+    layers: list[tuple[str, dict[str, Any]]]  # (file name, its defaults): included files, then the model's
+
+    def keys(self) -> set[str]:
+        return {key for _, layer in self.layers for key in layer}
+
+
+def model_yaml(model: str) -> ModelYaml:
+    """Read ``zoo/<Model>.yaml`` and the files it includes; a key set in two of them is an error."""
+    path = model_yaml_path(model)
+    own = read_yaml(path)
+    includes = own.pop("include", [])
+    if not isinstance(includes, list) or not all(isinstance(name, str) for name in includes):
+        raise ConfigError(f"{path.name}: include must be a list of file names, got {includes!r}")
+    data_kind = DATA_KIND.validate(own.pop("data_kind", None), path.name)
+    layers = [(name, read_yaml(path.parent / name)) for name in includes] + [(path.name, own)]
+    seen: dict[str, str] = {}
+    for source, layer in layers:
+        for key in layer:
+            if key in MODEL_YAML_ONLY_KEYS:
+                raise ConfigError(f"{source}: {key} belongs in a model's own YAML, not in an included file")
+            if key in seen:
+                raise ConfigError(f"{source}: {key} is already set by {seen[key]}; a default lives in one file")
+            seen[key] = source
+    return ModelYaml(data_kind, layers)
+
+
+def model_config_type(model: str) -> type[TypedConfig]:
+    """The model's typed config (imports the model's module, and so torch)."""
+    return get_model_class(model).config_type
+
+
+def config_fields(model: str) -> list[FieldSpec]:
+    """Every typed key ``build_config`` checks for this model: the training keys, then the model's."""
+    return [*TrainingConfig.fields(), *model_config_type(model).fields()]
+
+
 def known_keys(model: str, dataset: str) -> set[str]:
     """Every key the trainer, the data pipeline and this model understand."""
-    keys = set(read_yaml(PROPERTIES / "overall.yaml")) | set(read_yaml(model_yaml_path(model)))
+    keys = set(read_yaml(PROPERTIES / "overall.yaml")) | model_yaml(model).keys()
     dataset_yaml = PROPERTIES / "dataset" / f"{dataset}.yaml"
     if dataset_yaml.is_file():
         keys |= set(read_yaml(dataset_yaml))
@@ -128,10 +195,7 @@ def build_config(
     overrides_source: str = "overrides",
 ) -> Config:
     model = canonical_model_name(model)
-    layers: list[tuple[str, dict[str, Any]]] = [
-        ("overall.yaml", read_yaml(PROPERTIES / "overall.yaml")),
-        (f"{model}.yaml", read_yaml(model_yaml_path(model))),
-    ]
+    layers = [("overall.yaml", read_yaml(PROPERTIES / "overall.yaml")), *model_yaml(model).layers]
     dataset_yaml = PROPERTIES / "dataset" / f"{dataset}.yaml"
     if dataset_yaml.is_file():
         layers.append((dataset_yaml.name, read_yaml(dataset_yaml)))
@@ -144,6 +208,8 @@ def build_config(
     warnings: list[str] = []
     for source, layer in layers:
         for key, value in layer.items():
+            if key in MODEL_YAML_ONLY_KEYS:
+                raise ConfigError(f"{source}: {key} is fixed by {model}.yaml and cannot be set")
             warning = check_key(key, known, source)
             if warning:
                 warnings.append(warning)
@@ -158,11 +224,13 @@ def build_config(
             sources[key] = source
     config = Config(model=model, dataset=dataset, values=values, sources=sources, warnings=warnings)
     _normalize(config)
+    for config_type in (TrainingConfig, model_config_type(model)):  # typed values replace the raw ones
+        config.values.update(config_type.from_config(config).as_dict())
     return config
 
 
 def _normalize(config: Config) -> None:
-    """Coerce RecBole's shorthand forms and validate the values the trainer relies on."""
+    """Coerce RecBole's shorthand forms of the evaluation keys and check them against each other."""
     v = config.values
     if isinstance(v["metrics"], str):
         v["metrics"] = [v["metrics"]]
@@ -200,8 +268,3 @@ def _normalize(config: Config) -> None:
     modes = set(mode.values()) if isinstance(mode, dict) else {mode}
     if modes != {"full"}:
         raise ConfigError(f"{config.sources.get('eval_args')}: only full-sort evaluation (mode: full) is supported")
-    for key in ("epochs", "train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH"):
-        if not isinstance(v[key], int) or isinstance(v[key], bool) or v[key] <= 0:
-            raise ConfigError(f"{config.sources[key]}: {key} must be a positive integer, got {v[key]!r}")
-    if not isinstance(v["learning_rate"], (int, float)) or v["learning_rate"] <= 0:
-        raise ConfigError(f"{config.sources['learning_rate']}: learning_rate must be > 0, got {v['learning_rate']!r}")

@@ -23,32 +23,55 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from models.config import Config, read_yaml
+from models.config_types import Above, Annotated, AtLeast, TypedConfig
 from models.data.datasets import cache_root, resolve_dataset_dir, sha256_of
 from models.data.kg import HEAD, RELATION, TAIL, read_kg
+from models.registry import ZOO_DIR
 from models.utils import file_lock
+
+
+@dataclass
+class TransEConfig(TypedConfig):
+    """The TransE keys of the KG models (their config types derive from this one); the defaults are
+    zoo/_transe.yaml's, which GRU4RecKG.yaml and KSR.yaml include."""
+
+    transe_epochs: Annotated[int, AtLeast(1)]
+    transe_learning_rate: Annotated[float, Above(0)]
+    transe_margin: Annotated[float, Above(0)]
+    transe_batch_size: Annotated[int, AtLeast(1)]
+    transe_seed: int
+
+
+def _shared_defaults(path: Path = ZOO_DIR / "_transe.yaml") -> TransEConfig:
+    values = read_yaml(path)
+    return TransEConfig.from_values(values, dict.fromkeys(values, path.name))
+
+
+_DEFAULTS = _shared_defaults()
 
 
 @dataclass(frozen=True)
 class TransEParams:
-    dim: int = 64
-    epochs: int = 100
-    learning_rate: float = 0.01
-    margin: float = 1.0
-    batch_size: int = 4096
-    seed: int = 2020
+    """One TransE training run (its fields key the vector cache); unset ones take _transe.yaml's values."""
+
+    dim: int = 64  # the KG models' embedding size; the models always pass theirs
+    epochs: int = _DEFAULTS.transe_epochs
+    learning_rate: float = _DEFAULTS.transe_learning_rate
+    margin: float = _DEFAULTS.transe_margin
+    batch_size: int = _DEFAULTS.transe_batch_size
+    seed: int = _DEFAULTS.transe_seed
 
     @staticmethod
-    def from_config(config: Any, dim: int) -> TransEParams:
-        return TransEParams(dim=dim, epochs=int(config["transe_epochs"]),
-                            learning_rate=float(config["transe_learning_rate"]),
-                            margin=float(config["transe_margin"]), batch_size=int(config["transe_batch_size"]),
-                            seed=int(config["transe_seed"]))
+    def from_config(config: Config, dim: int) -> TransEParams:
+        cfg = TransEConfig.from_config(config)
+        return TransEParams(dim=dim, epochs=cfg.transe_epochs, learning_rate=cfg.transe_learning_rate,
+                            margin=cfg.transe_margin, batch_size=cfg.transe_batch_size, seed=cfg.transe_seed)
 
 
 @dataclass

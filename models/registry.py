@@ -1,8 +1,10 @@
 """Model registry (timm style): ``@register_model`` on a class, ``create_model(name, config, data)``.
 
 A model is one module in ``models/zoo/`` plus a YAML of defaults named after the model
-(``GRU4Rec.yaml``), as RecBole keeps ``properties/model/<Model>.yaml``. The YAMLs alone answer
-"which models exist and which keys do they take", so config checks run without importing torch.
+(``GRU4Rec.yaml``), as RecBole keeps ``properties/model/<Model>.yaml``; YAMLs named ``_*.yaml`` are
+defaults shared by several models (``include``d by them), not models. The YAMLs alone answer
+"which models exist and which keys do they take", so those answers need no torch; checking the
+values needs the model's typed config (``config_type``), which lives in its module.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ _REGISTRY: dict[str, type[SequentialRecommender]] = {}
 
 
 def available_models() -> list[str]:
-    return sorted(p.stem for p in ZOO_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in ZOO_DIR.glob("*.yaml") if not p.name.startswith("_"))
 
 
 def canonical_model_name(name: str) -> str:

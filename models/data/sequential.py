@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.config import model_yaml
 from models.data.atomic import FieldType, read_atomic
 from models.data.datasets import cache_root, resolve_dataset_dir, sha256_of
 from models.errors import ConfigError, DataError
@@ -110,10 +111,8 @@ class SequentialData:
 
 
 def data_kind(model: str) -> str:
-    """'sequential', 'kg' (a knowledge graph) or 'item_attribute' (an ``.item`` field), declared on the model class."""
-    from models.registry import get_model_class
-
-    return getattr(get_model_class(model), "data_kind", "sequential")
+    """'sequential', 'kg' (a knowledge graph) or 'item_attribute' (an ``.item`` field): the model YAML's data_kind."""
+    return model_yaml(model).data_kind
 
 
 def load_sequential_data(config: Any) -> SequentialData:

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import SequentialRecommender, embedding_and_gru_init, scores_and_loss
+from models.base import RecommenderConfig, SequentialRecommender, embedding_and_gru_init, scores_and_loss
+from models.config_types import Annotated, AtLeast, Probability
 from models.data.sequential import Batch, SequentialData
 from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
@@ -21,22 +22,23 @@ from models.registry import register_model
 
 
 @dataclass
-class GRU4RecConfig:
-    embedding_size: int = 64
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout_prob: float = 0.3
-    loss_type: str = "CE"
+class GRU4RecConfig(RecommenderConfig):
+    """GRU4Rec's keys; the defaults are GRU4Rec.yaml's."""
+
+    embedding_size: Annotated[int, AtLeast(1)]
+    hidden_size: Annotated[int, AtLeast(1)]
+    num_layers: Annotated[int, AtLeast(1)]
+    dropout_prob: Annotated[float, Probability()]
 
 
 @register_model
 class GRU4Rec(SequentialRecommender):
-    int_keys = ("embedding_size", "hidden_size", "num_layers")
+    config_type = GRU4RecConfig
+    cfg: GRU4RecConfig
 
     def __init__(self, config: Any, data: SequentialData) -> None:
         super().__init__(config, data)
-        cfg = GRU4RecConfig(**{k: config[k] for k in GRU4RecConfig.__dataclass_fields__})
-        self.cfg = cfg
+        cfg = self.cfg
         # registration order and init order as RecBole, so a seed gives RecBole's initial weights
         self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)
         self.emb_dropout = Dropout(cfg.dropout_prob)

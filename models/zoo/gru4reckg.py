@@ -10,8 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import SequentialRecommender, scores_and_loss
+from models.base import RecommenderConfig, SequentialRecommender, scores_and_loss
+from models.config_types import Annotated, AtLeast, Probability
 from models.data.sequential import Batch, SequentialData
+from models.kg_embed import TransEConfig
 from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
@@ -19,24 +21,24 @@ from models.zoo.kg_common import pretrained_kg_matrices
 
 
 @dataclass
-class GRU4RecKGConfig:
-    embedding_size: int = 64
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout_prob: float = 0.1
-    freeze_kg: bool = True
-    loss_type: str = "CE"
+class GRU4RecKGConfig(RecommenderConfig, TransEConfig):
+    """GRU4RecKG's keys; the defaults are GRU4RecKG.yaml's (and _transe.yaml's)."""
+
+    embedding_size: Annotated[int, AtLeast(1)]
+    hidden_size: Annotated[int, AtLeast(1)]
+    num_layers: Annotated[int, AtLeast(1)]
+    dropout_prob: Annotated[float, Probability()]
+    freeze_kg: bool
 
 
 @register_model
 class GRU4RecKG(SequentialRecommender):
-    data_kind = "kg"
-    int_keys = ("embedding_size", "hidden_size", "num_layers")
+    config_type = GRU4RecKGConfig
+    cfg: GRU4RecKGConfig
 
     def __init__(self, config: Any, data: SequentialData) -> None:
         super().__init__(config, data)
-        cfg = GRU4RecKGConfig(**{k: config[k] for k in GRU4RecKGConfig.__dataclass_fields__})
-        self.cfg = cfg
+        cfg = self.cfg
         entity_matrix, _ = pretrained_kg_matrices(config, data, cfg.embedding_size)
         # RecBole's registration and init order: the same seed gives the same initial weights
         self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import SequentialRecommender, bpr_loss, embedding_and_gru_init
+from models.base import RecommenderConfig, SequentialRecommender, bpr_loss, embedding_and_gru_init
+from models.config_types import Annotated, AtLeast, Probability
 from models.data.sequential import Batch, SequentialData
+from models.kg_embed import TransEConfig
 from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model
@@ -24,15 +26,16 @@ from models.zoo.kg_common import pretrained_kg_matrices
 
 
 @dataclass
-class KSRConfig:
-    embedding_size: int = 64
-    kg_embedding_size: int = 64
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout_prob: float = 0.1
-    loss_type: str = "CE"
-    freeze_kg: bool = False
-    gamma: float = 10.0
+class KSRConfig(RecommenderConfig, TransEConfig):
+    """KSR's keys; the defaults are KSR.yaml's (and _transe.yaml's)."""
+
+    embedding_size: Annotated[int, AtLeast(1)]
+    kg_embedding_size: Annotated[int, AtLeast(1)]
+    hidden_size: Annotated[int, AtLeast(1)]
+    num_layers: Annotated[int, AtLeast(1)]
+    dropout_prob: Annotated[float, Probability()]
+    freeze_kg: bool
+    gamma: float  # the attention's softmax temperature over the relations
 
 
 def memory_write(heads: torch.Tensor, relations: torch.Tensor, pack: PackInfo) -> torch.Tensor:
@@ -68,13 +71,12 @@ def memory_read(memory: torch.Tensor, query: torch.Tensor, relations: torch.Tens
 
 @register_model
 class KSR(SequentialRecommender):
-    data_kind = "kg"
-    int_keys = ("embedding_size", "kg_embedding_size", "hidden_size", "num_layers")
+    config_type = KSRConfig
+    cfg: KSRConfig
 
     def __init__(self, config: Any, data: SequentialData) -> None:
         super().__init__(config, data)
-        cfg = KSRConfig(**{k: config[k] for k in KSRConfig.__dataclass_fields__})
-        self.cfg = cfg
+        cfg = self.cfg
         entity_matrix, relation_matrix = pretrained_kg_matrices(config, data, cfg.kg_embedding_size)
         # registration and init order as RecBole, so a seed gives RecBole's initial weights
         self.item_embedding = nn.Embedding(self.n_items, cfg.embedding_size, padding_idx=0)

@@ -19,6 +19,7 @@ the tensors are then built without per-position Python work.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import SequentialRecommender, scores_and_loss
+from models.base import RecommenderConfig, SequentialRecommender, scores_and_loss
+from models.config_types import Above, Annotated, AtLeast, OneOf, Probability
 from models.data.sequential import Batch, SequentialData
 from models.errors import ConfigError, DataError
 from models.nn.dropout import Dropout
@@ -37,79 +39,50 @@ from models.registry import register_model
 if TYPE_CHECKING:
     from models.trainer import EpochCallback, TrainResult
 
-STAGES = ("auto", "pretrain", "finetune")
-
 
 @dataclass
-class S3RecConfig:
-    n_layers: int = 2
-    n_heads: int = 2
-    hidden_size: int = 64
-    inner_size: int = 256
-    hidden_dropout_prob: float = 0.5
-    attn_dropout_prob: float = 0.5
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    item_attribute: str = "class"
-    mask_ratio: float = 0.2
-    aap_weight: float = 0.2
-    mip_weight: float = 1.0
-    map_weight: float = 1.0
-    sp_weight: float = 0.5
-    train_stage: str = "auto"
-    pretrain_epochs: int = 500
-    save_step: int = 50
-    pre_model_path: str = ""
-    loss_type: str = "CE"
+class S3RecConfig(RecommenderConfig):
+    """S3Rec's keys; the defaults are S3Rec.yaml's. Floats stay floats (1 -> 1.0), so 1 and 1.0 give
+    one pretraining cache key."""
 
+    n_layers: Annotated[int, AtLeast(1)]
+    n_heads: Annotated[int, AtLeast(1)]
+    hidden_size: Annotated[int, AtLeast(1)]
+    inner_size: Annotated[int, AtLeast(1)]
+    hidden_dropout_prob: Annotated[float, Probability()]
+    attn_dropout_prob: Annotated[float, Probability()]
+    hidden_act: Annotated[str, OneOf(*ACTIVATIONS)]  # case-sensitive, as RecBole's lookup
+    layer_norm_eps: Annotated[float, Above(0)]
+    initializer_range: Annotated[float, Above(0)]
+    item_attribute: str
+    mask_ratio: Annotated[float, Probability()]
+    aap_weight: Annotated[float, AtLeast(0)]
+    mip_weight: Annotated[float, AtLeast(0)]
+    map_weight: Annotated[float, AtLeast(0)]
+    sp_weight: Annotated[float, AtLeast(0)]
+    train_stage: Annotated[str, OneOf("auto", "pretrain", "finetune", ignore_case=True)]
+    pretrain_epochs: Annotated[int, AtLeast(0)]
+    save_step: Annotated[int, AtLeast(1)]
+    pre_model_path: str
+    pretrain_batch_size: Annotated[int | None, AtLeast(1)]  # ~: train_batch_size
+    pretrain_learning_rate: Annotated[float | None, Above(0)]  # ~: learning_rate
 
-_FLOAT_KEYS = ("hidden_dropout_prob", "attn_dropout_prob", "layer_norm_eps", "initializer_range", "mask_ratio",
-               "aap_weight", "mip_weight", "map_weight", "sp_weight")
-
-
-def _where(config: Any, key: str) -> str:
-    return config.sources.get(key, key) if hasattr(config, "sources") else key
-
-
-def check_stage(config: Any) -> str:
-    """Validate the stage settings (one clear line each) and return the stage."""
-    stage = str(config["train_stage"]).lower()
-    if stage not in STAGES:
-        raise ConfigError(f"{_where(config, 'train_stage')}: train_stage must be one of {', '.join(STAGES)}, "
-                          f"got {config['train_stage']!r}")
-    for key in ("pretrain_epochs", "save_step", "pretrain_batch_size"):  # quniform gives floats such as 50.0
-        value = config.get(key)
-        if isinstance(value, float) and value.is_integer():
-            config[key] = int(value)
-    epochs = config["pretrain_epochs"]
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise ConfigError(f"{_where(config, 'pretrain_epochs')}: pretrain_epochs must be an integer >= 0, "
-                          f"got {config['pretrain_epochs']!r}")
-    save_step = config["save_step"]
-    if not isinstance(save_step, int) or isinstance(save_step, bool) or save_step <= 0:
-        raise ConfigError(f"{_where(config, 'save_step')}: save_step must be a positive integer, got {save_step!r}")
-    ratio = config["mask_ratio"]
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio < 1:
-        raise ConfigError(f"{_where(config, 'mask_ratio')}: mask_ratio must be in [0, 1), got {ratio!r}")
-    size, rate = config.get("pretrain_batch_size"), config.get("pretrain_learning_rate")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
-        raise ConfigError(f"{_where(config, 'pretrain_batch_size')}: pretrain_batch_size must be a positive "
-                          f"integer or ~, got {size!r}")
-    if rate is not None and (not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0):
-        raise ConfigError(f"{_where(config, 'pretrain_learning_rate')}: pretrain_learning_rate must be > 0 or ~, "
-                          f"got {rate!r}")
-    path = config.get("pre_model_path") or ""
-    if stage == "finetune":
-        if not path:
-            raise ConfigError(f"{_where(config, 'pre_model_path')}: train_stage finetune needs pre_model_path "
-                              "(a pretrained S3Rec checkpoint); train_stage auto pretrains first")
-        if not Path(path).is_file():
-            raise ConfigError(f"{_where(config, 'pre_model_path')}: pre_model_path {path!r} is not a file")
-    elif path:
-        raise ConfigError(f"{_where(config, 'pre_model_path')}: pre_model_path is only read with train_stage "
-                          f"finetune, but train_stage is {stage}")
-    return stage
+    def check(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        """The rules between keys: the heads split the hidden size; pre_model_path goes with finetune."""
+        super().check(values, sources)
+        if self.hidden_size % self.n_heads:
+            raise ConfigError(f"{sources.get('n_heads')}: hidden_size {self.hidden_size} is not a multiple of "
+                              f"n_heads {self.n_heads}")
+        where, path = sources.get("pre_model_path"), self.pre_model_path
+        if self.train_stage == "finetune":
+            if not path:
+                raise ConfigError(f"{where}: train_stage finetune needs pre_model_path "
+                                  "(a pretrained S3Rec checkpoint); train_stage auto pretrains first")
+            if not Path(path).is_file():
+                raise ConfigError(f"{where}: pre_model_path {path!r} is not a file")
+        elif path:
+            raise ConfigError(f"{where}: pre_model_path is only read with train_stage finetune, but train_stage "
+                              f"is {self.train_stage}")
 
 
 @dataclass
@@ -127,8 +100,8 @@ class PretrainInputs:
 
 @register_model
 class S3Rec(SequentialRecommender):
-    data_kind = "item_attribute"
-    int_keys = ("n_layers", "n_heads", "hidden_size", "inner_size")
+    config_type = S3RecConfig
+    cfg: S3RecConfig
     #: config keys that change the pretrained weights (the cache key adds data, optimizer and seed)
     pretrain_keys = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
                      "hidden_act", "layer_norm_eps", "initializer_range", "item_attribute", "mask_ratio",
@@ -138,30 +111,11 @@ class S3Rec(SequentialRecommender):
         """``state``: pretrained weights to fine-tune (the ``auto`` pipeline); otherwise the stage decides:
         pretrain/auto -> RecBole's init, finetune -> the weights in ``pre_model_path``."""
         super().__init__(config, data)
-        for key in _FLOAT_KEYS:  # floats throughout, so 1 and 1.0 give one pretraining cache key
-            value = config[key]
-            try:
-                if isinstance(value, bool):
-                    raise ValueError
-                config[key] = float(value)  # also YAML 1.1's string "1e-12", which RecBole reads as a float
-            except (TypeError, ValueError):
-                raise ConfigError(f"{_where(config, key)}: {key} must be a number, got {value!r}") from None
-        stage = check_stage(config)
-        cfg = S3RecConfig(**{k: config[k] for k in S3RecConfig.__dataclass_fields__})
-        self.cfg = cfg
-        if cfg.hidden_size % cfg.n_heads:
-            raise ConfigError(f"{_where(config, 'n_heads')}: hidden_size {cfg.hidden_size} is not a multiple of "
-                              f"n_heads {cfg.n_heads}")
-        if cfg.hidden_act not in ACTIVATIONS:
-            raise ConfigError(f"{_where(config, 'hidden_act')}: hidden_act must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {cfg.hidden_act!r}")
-        for key in ("hidden_dropout_prob", "attn_dropout_prob"):
-            if not 0 <= getattr(cfg, key) <= 1:
-                raise ConfigError(f"{_where(config, key)}: {key} must be in [0, 1], got {getattr(cfg, key)!r}")
+        cfg = self.cfg
         if data.extras.get("item_attribute") != cfg.item_attribute or "item_features" not in data.extras:
             raise DataError(f"S3Rec needs the item attribute {cfg.item_attribute!r} from {data.name}.item; load the "
                             "data with load_sequential_data for model S3Rec")
-        self.stage = "finetune" if stage == "finetune" or state is not None else "pretrain"
+        self.stage = "finetune" if cfg.train_stage == "finetune" or state is not None else "pretrain"
         self.mask_token = self.n_items  # one row after the last item id: the table has N + 1 rows
         item_features: torch.Tensor = data.extras["item_features"]  # [N, F] bool
         self.n_features = int(item_features.shape[1])
@@ -340,7 +294,7 @@ class S3Rec(SequentialRecommender):
         from models.pretrain import finetune_after_pretraining, pretrain_only
         from models.trainer import Trainer
 
-        stage = str(self.config["train_stage"]).lower()
+        stage = self.cfg.train_stage
         if stage == "pretrain":
             return pretrain_only(self, data, callback)
         if stage == "finetune":
