@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from grid_study import SPACE  # noqa: E402
 from recbole_env import recbole_env, recbole_python  # noqa: E402
 
-from tuner.backends.optuna_backend import WORKER_ATTR  # noqa: E402
+from tuner.backends.optuna.storage import WORKER_ATTR  # noqa: E402
 
 
 def run_recbole(work: Path, epochs: int) -> dict:
@@ -110,7 +110,8 @@ def run_seqtune(work: Path, epochs: int, workers: int, pruner: str, order_seed: 
     for t in study.trials:
         attrs = t.user_attrs
         trials.append({"number": t.number, "params": attrs.get("config_params") or t.params,
-                       "state": t.state.name, "worker": t.system_attrs.get(WORKER_ATTR),
+                       "state": t.state.name,
+                       "worker": t.user_attrs.get(WORKER_ATTR) or t.system_attrs.get("seqtune:worker"),
                        "finished_s": t.datetime_complete.timestamp() - start,
                        "seconds": attrs.get("seconds"), "overhead_s": attrs.get("overhead_seconds"),
                        "epochs_run": attrs.get("epochs_run"),

@@ -53,3 +53,48 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     from models.data import sequential
 
     monkeypatch.setattr(sequential, "_MEMORY_CACHE", {})
+
+
+# -- run_hyper.py end to end on a synthetic dataset (test_tuner, test_tracking, test_ray, test_ui) -----
+
+INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A fresh directory with a small dataset 'toy' under data/ (pass --data_path=workdir/data)."""
+    write_atomic(tmp_path / "data" / "toy" / "toy.inter", INTER_HEADER,
+                 synthetic_interactions(n_users=40, n_items=50, per_user=(5, 30)))
+    return tmp_path
+
+
+def hyper_command(workdir: Path, *args: str, model: str = "GRU4Rec") -> list[str]:
+    import sys
+
+    return [sys.executable, str(ROOT / "run_hyper.py"), "--model", model, "--dataset", "toy",
+            f"--data_path={workdir / 'data'}", "--embedding_size=8", "--show_progress=false", *args]
+
+
+def hyper_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run_hyper(workdir: Path, *args: str, timeout: float = 600, cwd: Path | None = None):
+    """run_hyper.py on the toy dataset (GRU4Rec, embedding 8), from ``cwd`` (default: workdir)."""
+    import subprocess
+
+    return subprocess.run(hyper_command(workdir, *args), cwd=cwd or workdir, capture_output=True, text=True,
+                          timeout=timeout, env=hyper_env())
+
+
+def study_rows(db: Path) -> list[tuple[int, str, dict[str, str]]]:
+    """(trial number, state, params) straight from Optuna's tables."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        trials = conn.execute("SELECT trial_id, number, state FROM trials").fetchall()
+        params = conn.execute("SELECT trial_id, param_name, param_value FROM trial_params").fetchall()
+    by_trial: dict[int, dict[str, str]] = {}
+    for trial_id, name, value in params:
+        by_trial.setdefault(trial_id, {})[name] = value
+    return [(number, state, by_trial.get(trial_id, {})) for trial_id, number, state in trials]

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_tuner import workdir  # noqa: F401 - fixture
 
 DB, USER, PASSWORD = "seqtune_test", "seqtune", "seqtune"
 
@@ -43,7 +42,7 @@ def postgres_url() -> str:
     return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:5432/{DB}"
 
 
-def test_two_processes_one_study_every_point_once(workdir: Path, postgres_url: str) -> None:  # noqa: F811
+def test_two_processes_one_study_every_point_once(workdir: Path, postgres_url: str) -> None:
     import optuna
 
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.002, 0.001]\nhidden_size choice [8, 16]\n")
@@ -61,5 +60,5 @@ def test_two_processes_one_study_every_point_once(workdir: Path, postgres_url: s
     points = [tuple(sorted(t.params.items())) for t in trials]
     assert len(trials) == 8 and len(set(points)) == 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    workers = {t.system_attrs.get("seqtune:worker") for t in trials}
+    workers = {t.user_attrs.get("worker") for t in trials}
     assert len(workers) == 2  # both processes took trials

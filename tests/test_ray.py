@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
-from tests.test_tuner import run_hyper, workdir  # noqa: F401 - fixture
+from tests.conftest import ROOT, run_hyper
 from tests.test_ui import free_port
 from tuner.reporting import parse_recbole_output
 
@@ -25,7 +24,7 @@ RUNTIME_ENV = '{"excludes": [".venv", ".git", "tests/screenshots", "ray_results"
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def test_local_ray_grid_matches_optuna_backend(workdir: Path) -> None:  # noqa: F811
+def test_local_ray_grid_matches_optuna_backend(workdir: Path) -> None:
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
     ray = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--tool", "ray", "--workers", "2",
                     "--output_file", "ray/out.result", f"--ray-storage={workdir / 'ray_results'}",
@@ -47,7 +46,7 @@ def test_local_ray_grid_matches_optuna_backend(workdir: Path) -> None:  # noqa: 
     assert all(len(client.get_metric_history(c.info.run_id, "valid_mrr_at_10")) == 2 for c in children)
 
 
-def test_ray_job_submit_on_a_head(workdir: Path) -> None:  # noqa: F811
+def test_ray_job_submit_on_a_head(workdir: Path) -> None:
     ray_bin = Path(sys.executable).parent / "ray"
     temp_dir = Path(tempfile.mkdtemp(prefix="rayt", dir="/tmp"))  # short: Ray's socket paths are length-limited
     port, dashboard = free_port(), free_port()
@@ -128,7 +127,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("pruner", ["median"])
-def test_ray_refuses_optuna_pruners(workdir: Path, pruner: str) -> None:  # noqa: F811
+def test_ray_refuses_optuna_pruners(workdir: Path, pruner: str) -> None:
     (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
     proc = run_hyper(workdir, "--params_file", "h.test", "--tool", "ray", "--pruner", pruner)
     assert proc.returncode == 2 and "use --pruner asha" in proc.stderr

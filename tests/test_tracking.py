@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_tuner import run_hyper, study_rows, workdir  # noqa: F401 - fixture
+from tests.conftest import run_hyper, study_rows
 from tuner.tracking.mlflow_tracker import MlflowTracker
 
 EPOCHS = 3
@@ -21,7 +21,7 @@ def _runs(db: Path, experiment: str):
     return client, client.search_runs([exp.experiment_id])
 
 
-def test_study_logged_as_parent_and_children(workdir: Path) -> None:  # noqa: F811
+def test_study_logged_as_parent_and_children(workdir: Path) -> None:
     space = workdir / "h.test"
     space.write_text("learning_rate choice [0.01, 0.001]\nloss_type choice ['CE', 'XYZ']\n")
     proc = run_hyper(workdir, "--params_file", str(space), f"--epochs={EPOCHS}", "--stopping_step=10",
@@ -87,7 +87,7 @@ def test_pruned_run_is_marked(tmp_path: Path) -> None:
     assert logged.data.tags["trial_number"] == "7"
 
 
-def test_no_mlflow_writes_no_store(workdir: Path) -> None:  # noqa: F811
+def test_no_mlflow_writes_no_store(workdir: Path) -> None:
     (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
     proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=1", "--no-mlflow",
                      f"--storage=sqlite:///{workdir / 's.db'}")

@@ -1,46 +1,21 @@
-"""run_hyper.py end to end on a synthetic dataset: flags, results, failures, workers, resume."""
+"""run_hyper.py end to end on a synthetic dataset: flags, results, failures, workers, resume, Ctrl-C, kill -9."""
 
 from __future__ import annotations
 
-import os
+import csv
+import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, synthetic_interactions, write_atomic
+from tests.conftest import ROOT, hyper_command, hyper_env, run_hyper, study_rows
 from tuner.reporting import parse_recbole_output
 
-INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    write_atomic(tmp_path / "data" / "toy" / "toy.inter", INTER_HEADER,
-                 synthetic_interactions(n_users=40, n_items=50, per_user=(5, 30)))
-    return tmp_path
-
-
-def run_hyper(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU4Rec", "--dataset", "toy",
-               f"--data_path={workdir / 'data'}", "--embedding_size=8", "--show_progress=false", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def study_rows(db: Path) -> list[tuple[int, str, dict[str, str]]]:
-    """(trial number, state, params) straight from Optuna's tables."""
-    with sqlite3.connect(db) as conn:
-        trials = conn.execute("SELECT trial_id, number, state FROM trials").fetchall()
-        params = conn.execute("SELECT trial_id, param_name, param_value FROM trial_params").fetchall()
-    by_trial: dict[int, dict[str, str]] = {}
-    for trial_id, name, value in params:
-        by_trial.setdefault(trial_id, {})[name] = value
-    return [(number, state, by_trial.get(trial_id, {})) for trial_id, number, state in trials]
+UNALLOCATABLE = 10**7  # a GRU this wide needs ~1 PB: a real failure inside the trial that no config check sees
 
 
 def test_grid_with_two_workers_runs_every_point_once(workdir: Path) -> None:
@@ -61,25 +36,26 @@ def test_grid_with_two_workers_runs_every_point_once(workdir: Path) -> None:
     assert "best params:  {'hidden_size'" in text and "best result: \n{'model': 'GRU4Rec'" in text
     csv_lines = (workdir / "out" / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("trial,state,hidden_size,learning_rate,best_valid_score") and len(csv_lines) == 7
+    assert all(line.split(",")[1] == "COMPLETE" for line in csv_lines[1:])
     best = (workdir / "out" / "best_config.yaml").read_text()
     assert "model: GRU4Rec" in best and "learning_rate:" in best
     assert "valid MRR@10" in proc.stdout  # the summary table
+    assert "Heartbeat" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_random_grid_order_is_seeded_and_complete(workdir: Path) -> None:
     space = workdir / "h.test"
     space.write_text("learning_rate choice [0.01, 0.005]\nhidden_size choice [8, 16]\n")
-    orders = []
-    for seed in (2020, 2020, 7):
-        db = workdir / f"s{len(orders)}.db"
+    file_order = [(lr, h) for lr in (0, 1) for h in (0, 1)]  # Optuna stores a choice as its index
+    for seed in (2020, 7):
+        db = workdir / f"s{seed}.db"
         proc = run_hyper(workdir, "--params_file", str(space), "--epochs=1", "--grid-order", "random",
                          f"--sampler-seed={seed}", "--storage", f"sqlite:///{db}", "--no-mlflow", "--quiet")
         assert proc.returncode == 0, proc.stderr
-        # Optuna stores a choice as its index
-        orders.append([(int(p["learning_rate"]), int(p["hidden_size"])) for _, _, p in sorted(study_rows(db))])
-    file_order = [(lr, h) for lr in (0, 1) for h in (0, 1)]
-    assert orders[0] == orders[1] and sorted(orders[0]) == sorted(file_order)
-    assert orders[0] != orders[2] or orders[0] != file_order  # a shuffle, not the file's order every time
+        ran = [(int(p["learning_rate"]), int(p["hidden_size"])) for _, _, p in sorted(study_rows(db))]
+        expected = list(file_order)
+        random.Random(seed).shuffle(expected)  # the order RecBole's exhaustive search would draw for this seed
+        assert ran == expected
 
 
 def test_both_flag_forms_and_best_config_retrains(workdir: Path) -> None:
@@ -92,8 +68,8 @@ def test_both_flag_forms_and_best_config_retrains(workdir: Path) -> None:
     assert eq.returncode == 0 and spaced.returncode == 0, eq.stderr + spaced.stderr
     assert parse_recbole_output((workdir / "a.result").read_text()) == parse_recbole_output(
         (workdir / "b.result").read_text())
-    retrain = subprocess.run([sys.executable, "-m", "models.train", "--model", "GRU4Rec", "--dataset", "toy",
-                              "--config_files", str(workdir / "best_config.yaml")],
+    retrain = subprocess.run([*hyper_command(workdir)[:1], "-m", "models.train", "--model", "GRU4Rec", "--dataset",
+                              "toy", "--config_files", str(workdir / "best_config.yaml")],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert retrain.returncode == 0, retrain.stderr
     valid = parse_recbole_output((workdir / "b.result").read_text())[0][1]
@@ -102,25 +78,50 @@ def test_both_flag_forms_and_best_config_retrains(workdir: Path) -> None:
 
 def test_raising_trial_is_isolated(workdir: Path) -> None:
     space = workdir / "h.test"
-    space.write_text("loss_type choice ['CE', 'XYZ']\nlearning_rate choice [0.01]\n")
+    space.write_text(f"hidden_size choice [8, {UNALLOCATABLE}]\nlearning_rate choice [0.01]\n")
     proc = run_hyper(workdir, "--params_file", str(space), "--epochs=1", f"--storage=sqlite:///{workdir / 's.db'}")
     assert proc.returncode == 0, proc.stderr
     states = sorted(state for _, state, _ in study_rows(workdir / "s.db"))
     assert states == ["COMPLETE", "FAIL"]
-    csv_text = (workdir / "results.csv").read_text()
-    assert "FAIL" in csv_text and "loss_type must be CE or BPR" in csv_text
+    rows = list(csv.DictReader((workdir / "results.csv").open()))
+    failed = [r for r in rows if r["state"] == "FAIL"]
+    assert len(failed) == 1 and failed[0]["hidden_size"] == str(UNALLOCATABLE)
+    assert "allocate" in failed[0]["error"].lower()
 
 
-def test_tpe_budget_and_pruning(workdir: Path) -> None:
+def test_a_study_with_no_finished_trial_exits_1_with_the_reason(workdir: Path) -> None:
+    (workdir / "h.test").write_text(f"hidden_size choice [{UNALLOCATABLE}]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=1", "--no-mlflow",
+                     f"--storage=sqlite:///{workdir / 's.db'}")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no trial finished: all 1 failed (first: trial 0:") and "allocate" in last.lower()
+    assert (workdir / "results.csv").is_file() and (workdir / "hyper_example.result").is_file()
+
+
+def test_tpe_budget(workdir: Path) -> None:
     space = workdir / "h.test"
     space.write_text("learning_rate loguniform -7,-3\ndropout_prob uniform 0,0.5\n")
-    proc = run_hyper(workdir, "--params_file", str(space), "--epochs=4", "--n-trials", "5", "--pruner", "median",
-                     "--algo", "tpe", f"--storage=sqlite:///{workdir / 's.db'}", "--workers", "2")
+    proc = run_hyper(workdir, "--params_file", str(space), "--epochs=2", "--n-trials", "5", "--algo", "tpe",
+                     f"--storage=sqlite:///{workdir / 's.db'}", "--workers", "2", "--no-mlflow")
     assert proc.returncode == 0, proc.stderr
     rows = study_rows(workdir / "s.db")
-    assert len(rows) == 5 and {s for _, s, _ in rows} <= {"COMPLETE", "PRUNED"}
+    assert len(rows) == 5 and {s for _, s, _ in rows} == {"COMPLETE"}  # two workers, not one trial more
     for _, _, params in rows:
         assert 0.0 <= float(params["dropout_prob"]) <= 0.5
+
+
+def test_median_pruning_stops_a_hopeless_config(workdir: Path) -> None:
+    """Two good learning rates first (the pruner's start-up), then one too small to learn anything in
+    time: its epoch-1 score is below the median of the others at that epoch, so it stops early."""
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.0000001]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=6", "--stopping_step=100", "--pruner", "median",
+                     f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow")
+    assert proc.returncode == 0, proc.stderr
+    rows = {number: state for number, state, _ in study_rows(workdir / "s.db")}
+    assert rows == {0: "COMPLETE", 1: "COMPLETE", 2: "PRUNED"}
+    by_trial = {r["trial"]: r for r in csv.DictReader((workdir / "results.csv").open())}
+    assert by_trial["2"]["state"] == "PRUNED" and int(by_trial["2"]["epochs_run"]) < 6
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,14 @@ def test_tpe_budget_and_pruning(workdir: Path) -> None:
         ("learning_rate choise [0.1]", [], "h.test:1: unknown distribution 'choise' (did you mean 'choice'?)"),
         ("hiden_size choice [8]", [], "h.test:1: unknown parameter 'hiden_size' for model GRU4Rec"),
         ("learning_rate choice [0.1]", ["--learning_rate=0.2"], "'learning_rate' is searched here and fixed"),
-        ("learning_rate choice [0.1, -1]", [], "h.test:1: learning_rate=-1: learning_rate must be > 0"),
+        ("learning_rate choice [0.1, -1]", [], "h.test:1: learning_rate=-1: learning_rate must be"),
+        ("dropout_prob choice [0.1, 1.5]", [], "h.test:1: dropout_prob=1.5: dropout_prob must be"),
+        ("hidden_size choice [0]", [], "h.test:1: hidden_size=0: hidden_size must be"),
+        ("hidden_size choice [128.5]", [], "h.test:1: hidden_size=128.5: hidden_size must be"),
+        ("num_layers choice [1, 0]", [], "h.test:1: num_layers=0: num_layers must be"),
+        ("loss_type choice ['CE', 'XYZ']", [], "h.test:1: loss_type='XYZ': loss_type must be"),
+        ("dropout_prob uniform -0.5,0.5", [], "h.test:1: dropout_prob=-0.5 (from uniform -0.5,0.5): dropout_prob"),
+        ("hidden_size uniform 16,64", [], "hidden_size=33.76 (from uniform 16.0,64.0): hidden_size must be a"),
         ("learning_rate uniform 0.1,0.2", ["--algo", "grid"], "--algo grid needs every parameter to be a choice"),
         ("learning_rate choice [0.1]", ["--lernin_rate=3"], "unknown config key 'lernin_rate'"),
     ],
@@ -145,25 +153,24 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(workdir: Path, space
 
 
 def test_unknown_model_and_missing_params_file(workdir: Path) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU5Rec", "--params_file", "x"],
+    proc = subprocess.run([*hyper_command(workdir)[:2], "--model", "GRU5Rec", "--params_file", "x"],
                           cwd=workdir, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown model 'GRU5Rec'" in proc.stderr
     proc = run_hyper(workdir, "--params_file", "missing.test")
     assert proc.returncode == 2 and "missing.test: params file not found" in proc.stderr
 
 
-def test_resume_after_sigkill_loses_and_duplicates_nothing(workdir: Path) -> None:
-    space = workdir / "h.test"
-    space.write_text("learning_rate choice [0.01, 0.005, 0.002, 0.001]\nhidden_size choice [8]\n")
-    db = workdir / "s.db"
-    args = ["--params_file", str(space), "--epochs=40", "--stopping_step=100", f"--storage=sqlite:///{db}",
-            "--study-name", "killme"]
-    command = [sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU4Rec", "--dataset", "toy",
-               f"--data_path={workdir / 'data'}", "--embedding_size=8", "--show_progress=false", *args]
-    victim = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+# -- interruption: kill -9 and Ctrl-C leave a study that the same command finishes ------------------
+
+KILL_SPACE = "learning_rate choice [0.01, 0.005, 0.002, 0.001]\nhidden_size choice [8]\n"
+
+
+def _start_and_wait(workdir: Path, args: list[str], db: Path) -> subprocess.Popen:
+    """Start a study and return once at least one trial finished while another runs."""
+    victim = subprocess.Popen(hyper_command(workdir, *args), cwd=workdir, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=hyper_env())
     deadline = time.time() + 300
-    while time.time() < deadline:  # kill it while a trial runs, after at least one finished
+    while time.time() < deadline:
         time.sleep(0.2)
         if db.exists():
             try:
@@ -171,18 +178,74 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(workdir: Path) -> Non
             except sqlite3.OperationalError:
                 continue
             if "COMPLETE" in states and "RUNNING" in states:
-                break
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    states = [s for _, s, _ in study_rows(db)]
-    assert "RUNNING" in states and states.count("COMPLETE") >= 1
+                return victim
+    victim.kill()
+    pytest.fail("the study never had a finished and a running trial at once")
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _assert_finished_once(workdir: Path, db: Path, points: int) -> None:
+    rows = study_rows(db)
+    complete = [tuple(sorted(p.items())) for _, s, p in rows if s == "COMPLETE"]
+    assert len(complete) == points and len(set(complete)) == points  # every point once, none twice
+    assert "RUNNING" not in [s for _, s, _ in rows] and "WAITING" not in [s for _, s, _ in rows]
+    csv_rows = list(csv.DictReader((workdir / "results.csv").open()))
+    assert sorted(int(r["trial"]) for r in csv_rows) == sorted(n for n, _, _ in rows)  # every trial in the files
+    assert len(parse_recbole_output((workdir / "hyper_example.result").read_text())) == points
+
+
+def test_kill_9_of_the_driver_takes_its_workers_down_and_the_study_resumes(workdir: Path) -> None:
+    (workdir / "h.test").write_text(KILL_SPACE)
+    db = workdir / "s.db"
+    args = ["--params_file", "h.test", "--epochs=40", "--stopping_step=100", f"--storage=sqlite:///{db}",
+            "--study-name", "killme", "--workers", "2", "--no-mlflow"]
+    victim = _start_and_wait(workdir, args, db)
+    workers = _children(victim.pid)
+    assert len(workers) >= 2
     finished_before = {tuple(sorted(p.items())) for _, s, p in study_rows(db) if s == "COMPLETE"}
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "workers outlived their driver"
 
     proc = run_hyper(workdir, *args)
     assert proc.returncode == 0, proc.stderr
+    _assert_finished_once(workdir, db, 4)
+    assert finished_before <= {tuple(sorted(p.items())) for _, s, p in study_rows(db) if s == "COMPLETE"}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, workers: str) -> None:
+    (workdir / "h.test").write_text(KILL_SPACE)
+    db = workdir / "s.db"
+    args = ["--params_file", "h.test", "--epochs=40", "--stopping_step=100", f"--storage=sqlite:///{db}",
+            "--study-name", "ctrlc", "--workers", workers, "--no-mlflow"]
+    victim = _start_and_wait(workdir, args, db)
+    victim.send_signal(signal.SIGINT)
+    _, err = victim.communicate(timeout=120)
+    assert victim.returncode == 130, err
+    assert "interrupted: resume with the same command" in err and "Traceback" not in err
     rows = study_rows(db)
-    complete = [tuple(sorted(p.items())) for _, s, p in rows if s == "COMPLETE"]
-    assert len(complete) == 4 and len(set(complete)) == 4  # every point once, none twice
-    assert finished_before <= set(complete)  # finished trials stayed
-    assert [s for _, s, _ in rows].count("FAIL") == 1  # the killed trial, retried
-    assert "RUNNING" not in [s for _, s, _ in rows]
+    assert "RUNNING" not in [s for _, s, _ in rows]  # the interrupted trials were failed and queued again
+    csv_rows = list(csv.DictReader((workdir / "results.csv").open()))
+    assert sorted(int(r["trial"]) for r in csv_rows) == sorted(n for n, _, _ in rows)
+    finished = [s for _, s, _ in rows].count("COMPLETE")
+    assert finished >= 1 and len(parse_recbole_output((workdir / "hyper_example.result").read_text())) == finished
+
+    proc = run_hyper(workdir, *args)
+    assert proc.returncode == 0, proc.stderr
+    _assert_finished_once(workdir, db, 4)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_tuner import run_hyper, workdir  # noqa: F401 - fixture
+from tests.conftest import run_hyper
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -64,7 +64,7 @@ def serve(command: list[str], url: str, log: Path, timeout: float = 90) -> Itera
 
 
 @pytest.fixture
-def study(workdir: Path) -> Path:  # noqa: F811
+def study(workdir: Path) -> Path:
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.001]\n")
     proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--study-name", "ui",
                      f"--storage=sqlite:///{workdir / 's.db'}", f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")

@@ -1,9 +1,10 @@
-"""The one trial objective every backend calls: params in, trained result out.
+"""The one trial objective every backend calls: params in, a ``TrialRecord`` out.
 
 A backend gives the sampled config values and a ``Reporter``; the objective layers the config
 (defaults < dataset < config_files < trial params < command-line overrides), trains through the
-library's single API with a per-epoch callback, and returns a ``TrialOutcome``. The reporter decides
-whether to stop early (Optuna's pruners, Ray's schedulers) by returning True from ``report``.
+library's single API (``models.trainer.train``) with a per-epoch callback, logs the trial's tracking
+run, and returns its record. The reporter decides whether to stop early (Optuna's pruners, Ray's
+schedulers) by returning True from ``report``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.config import Config, build_config
-from tuner.tracking.base import NullTracker, TrackedTrial, Tracker
+from tuner.tracking.base import NullTracker, Tracker, TrialRun
+from tuner.trial import TrialRecord, TrialState, failure_message
 
 if TYPE_CHECKING:
-    from models.trainer import TrainResult
+    from models.trainer import EpochReport
 
 
 class Reporter(ABC):
@@ -50,37 +52,8 @@ class StudySpec:
         return build_config(self.model, self.dataset, self.config_files, {**params, **self.overrides},
                             overrides_source="trial parameters / command line")
 
-
-@dataclass
-class TrialOutcome:
-    """A trained trial: the library's ``TrainResult`` plus what the tuner adds (params, wall time)."""
-
-    params: dict[str, Any]
-    result: TrainResult
-    seconds: float  # the trial's wall time: config, training, evaluation, tracking
-    config: dict[str, Any]
-
-    @property
-    def pruned(self) -> bool:
-        return self.result.stopped_by_callback
-
-    @property
-    def overhead_seconds(self) -> float:
-        """Everything but training and evaluation."""
-        return self.seconds - self.result.train_seconds - self.result.eval_seconds
-
-    def attrs(self) -> dict[str, Any]:
-        """What a backend stores with the trial (JSON-serializable)."""
-        r = self.result
-        return {
-            "best_valid_result": r.best_valid_result,
-            "test_result": r.test_result,
-            "epochs_run": r.epochs_run,
-            "best_epoch": r.best_epoch,
-            "train_seconds": round(r.train_seconds, 3),
-            "eval_seconds": round(r.eval_seconds, 3),
-            "seconds": round(self.seconds, 3),
-        }
+    def checkpoint(self, number: int) -> Path | None:
+        return Path(self.checkpoint_dir) / f"trial-{number}.pth" if self.checkpoint_dir else None
 
 
 def warm_up(spec: StudySpec) -> None:
@@ -106,69 +79,58 @@ def warm_up(spec: StudySpec) -> None:
         optimizer.step()
 
 
-def run_tracked_trial(
+def run_trial(
     spec: StudySpec,
     params: dict[str, Any],
     number: int,
     reporter: Reporter | None = None,
     tracker: Tracker | None = None,
     on_run: Any = None,
-) -> TrialOutcome:
-    """``run_trial`` with its tracking run: started once the config resolves, finished in every case.
+) -> TrialRecord:
+    """Train one configuration with its tracking run; return its COMPLETE or PRUNED record.
 
-    ``on_run(run_id)`` lets the backend keep the tracking run id with its trial. Exceptions propagate
-    after the run is marked FAILED with the error.
+    ``on_run(run_id)`` lets the backend keep the tracking run id with its trial as soon as it exists.
+    Any exception (KeyboardInterrupt included) propagates after the run is marked FAILED.
     """
-    tracker = tracker or NullTracker()
-    tic = time.perf_counter()
-    runs: list[TrackedTrial] = []
-
-    def start(config: Config) -> TrackedTrial:
-        run = tracker.start_trial(number, params, config.to_dict())
-        runs.append(run)
-        if on_run is not None and run.run_id:
-            on_run(run.run_id)
-        return run
-
-    checkpoint = Path(spec.checkpoint_dir) / f"trial-{number}.pth" if spec.checkpoint_dir else None
-    try:
-        outcome = run_trial(spec, params, reporter, start, checkpoint)
-    except BaseException as exc:
-        if runs:
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            runs[0].finish("FAILED", {"error": error, "seconds": time.perf_counter() - tic})
-        raise
-    summary = outcome.attrs()
-    artifacts = {"checkpoint": checkpoint} if spec.log_checkpoints and checkpoint and checkpoint.is_file() else None
-    runs[0].finish("PRUNED" if outcome.pruned else "FINISHED", summary, artifacts)
-    return outcome
-
-
-def run_trial(
-    spec: StudySpec,
-    params: dict[str, Any],
-    reporter: Reporter | None = None,
-    start_run: Any = None,
-    checkpoint_path: Path | None = None,
-) -> TrialOutcome:
-    """Train one configuration; raises on failure (the backend records the trial FAILED)."""
     from models.data.sequential import load_sequential_data
-    from models.trainer import EpochReport, train
+    from models.trainer import train
 
     reporter = reporter or NullReporter()
+    tracker = tracker or NullTracker()
     tic = time.perf_counter()
-    config = spec.config(params)
-    run = start_run(config) if start_run is not None else None
-    data = load_sequential_data(config)  # memoised per process: a worker tensorizes once
+    run: TrialRun | None = None
+    try:
+        config = spec.config(params)
+        run = tracker.start_trial(number, params, config.to_dict())
+        if on_run is not None and run.run_id:
+            on_run(run.run_id)
+        data = load_sequential_data(config)  # memoised per process: a worker tensorizes once
 
-    def on_epoch(report: EpochReport) -> bool:
-        if run is not None:
+        def on_epoch(report: EpochReport) -> bool:
             run.log_epoch(report.epoch, report.train_loss, report.valid_result or {})
-        if report.valid_score is None:
-            return False
-        return reporter.report(report.epoch, report.valid_score, report.valid_result or {}, report.train_loss)
+            if report.valid_score is None:
+                return False
+            return reporter.report(report.epoch, report.valid_score, report.valid_result or {}, report.train_loss)
 
-    result = train(config, data, callback=on_epoch, checkpoint_path=checkpoint_path)
-    if not math.isfinite(result.best_valid_score):
-        raise FloatingPointError("no finite validation score (diverged or no validation data)")
-    return TrialOutcome(params=params, result=result, seconds=time.perf_counter() - tic, config=config.to_dict())
+        checkpoint = spec.checkpoint(number)
+        result = train(config, data, callback=on_epoch, checkpoint_path=checkpoint)
+        if not math.isfinite(result.best_valid_score):
+            raise FloatingPointError("no finite validation score (diverged or no validation data)")
+    except BaseException as exc:
+        if run is not None:
+            run.finish(TrialState.FAIL, {"error": failure_message(exc), "seconds": time.perf_counter() - tic})
+        raise
+    record = TrialRecord(
+        number=number, state=TrialState.PRUNED if result.stopped_by_callback else TrialState.COMPLETE,
+        params=params, valid_metric=str(config["valid_metric"]).lower(),
+        best_valid_result=result.best_valid_result, test_result=result.test_result, epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch, train_seconds=round(result.train_seconds, 3),
+        eval_seconds=round(result.eval_seconds, 3), run_id=run.run_id,
+        curve=[{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_seconds": round(h["train_seconds"], 3),
+                "valid_result": h["valid_result"], "valid_seconds": round(h["valid_seconds"], 3)}
+               for h in result.history],
+    )
+    record.seconds = round(time.perf_counter() - tic, 3)
+    artifacts = {"checkpoint": checkpoint} if spec.log_checkpoints and checkpoint and checkpoint.is_file() else None
+    run.finish(record.state, record.attrs(), artifacts)
+    return record

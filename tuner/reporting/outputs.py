@@ -1,12 +1,11 @@
 """Study results in every form users read: RecBole's output file, results.csv, best_config.yaml and a
-terminal table. All backends produce ``TrialRecord``s; nothing here knows which backend ran."""
+terminal table. Every backend's trials arrive as ``TrialRecord``s; nothing here knows which backend ran."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +13,7 @@ import yaml
 
 from models.metrics import format_result
 from models.utils import atomic_path, to_plain
-
-FINISHED, PRUNED, FAILED, RUNNING, WAITING = "COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"
-
-
-@dataclass
-class TrialRecord:
-    number: int
-    state: str
-    params: dict[str, Any]  # config values the trial ran with
-    best_valid_score: float | None = None
-    best_valid_result: dict[str, float] = field(default_factory=dict)
-    test_result: dict[str, float] = field(default_factory=dict)
-    seconds: float | None = None
-    epochs_run: int | None = None
-    error: str | None = None
-    seed: int | None = None
-    run_id: str | None = None  # the trial's tracking run
-
-    @property
-    def has_result(self) -> bool:
-        return self.state in (FINISHED, PRUNED) and bool(self.best_valid_result)
+from tuner.trial import TrialRecord, TrialState
 
 
 def params2str(params: dict[str, Any]) -> str:
@@ -46,7 +25,7 @@ def best_trial(records: Sequence[TrialRecord], bigger: bool) -> TrialRecord | No
     """The first trial with the best validation score (a later tie does not replace it, as RecBole)."""
     best = None
     for record in records:
-        if record.state != FINISHED or record.best_valid_score is None:
+        if record.state != TrialState.COMPLETE or record.best_valid_score is None:
             continue
         if best is None or (record.best_valid_score > best.best_valid_score if bigger
                             else record.best_valid_score < best.best_valid_score):
@@ -99,7 +78,7 @@ def write_results_csv(path: Path, records: Sequence[TrialRecord], metric_keys: S
         writer = csv.writer(handle)
         writer.writerow(header)
         for r in records:
-            writer.writerow([r.number, r.state, *[_cell(r.params.get(p)) for p in param_names],
+            writer.writerow([r.number, r.state.value, *[_cell(r.params.get(p)) for p in param_names],
                              _cell(r.best_valid_score),
                              *[_cell(r.best_valid_result.get(k)) for k in metric_keys],
                              *[_cell(r.test_result.get(k)) for k in metric_keys],
@@ -127,7 +106,8 @@ def best_config_yaml(model: str, dataset: str, fixed: dict[str, Any], params: di
 def summary_table(records: Sequence[TrialRecord], bigger: bool, metric: str, limit: int = 15) -> str:
     """Trials sorted by the validation metric, best first; failures and pruned trials last."""
     done = [r for r in records if r.best_valid_score is not None]
-    done.sort(key=lambda r: (r.state != FINISHED, -(r.best_valid_score or 0) if bigger else (r.best_valid_score or 0)))
+    done.sort(key=lambda r: (r.state != TrialState.COMPLETE,
+                             -(r.best_valid_score or 0) if bigger else (r.best_valid_score or 0)))
     rest = [r for r in records if r.best_valid_score is None]
     rows = (done + rest)[:limit]
     if not rows:
@@ -137,7 +117,7 @@ def summary_table(records: Sequence[TrialRecord], bigger: bool, metric: str, lim
     header = ["#", "state", *names, f"valid {metric}", f"test {metric}", "epochs", "s"]
     table = [header]
     for r in rows:
-        table.append([str(r.number), r.state.lower(), *[str(r.params.get(n, "")) for n in names],
+        table.append([str(r.number), r.state.value.lower(), *[str(r.params.get(n, "")) for n in names],
                       "" if r.best_valid_score is None else f"{r.best_valid_score:.4f}",
                       "" if test_key not in r.test_result else f"{r.test_result[test_key]:.4f}",
                       "" if r.epochs_run is None else str(r.epochs_run),

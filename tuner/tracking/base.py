@@ -6,9 +6,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from tuner.trial import TrialState
 
-class TrackedTrial(ABC):
-    """One trial's run: per-epoch metrics, then its end state."""
+
+class TrialRun(ABC):
+    """One trial's tracking run (a handle): per-epoch metrics, then its end state."""
 
     run_id: str | None = None
 
@@ -16,8 +18,9 @@ class TrackedTrial(ABC):
     def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None: ...
 
     @abstractmethod
-    def finish(self, state: str, summary: dict[str, Any], artifacts: dict[str, Path | str] | None = None) -> None:
-        """state: FINISHED, PRUNED or FAILED; summary: test metrics, duration, error ..."""
+    def finish(self, state: TrialState, summary: dict[str, Any],
+               artifacts: dict[str, Path | str] | None = None) -> None:
+        """summary: a TrialRecord's attrs (test metrics, duration, ...) or the error."""
 
 
 class Tracker(ABC):
@@ -28,21 +31,23 @@ class Tracker(ABC):
         """Plain data a worker process needs to log under the same parent run."""
 
     @abstractmethod
-    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrackedTrial: ...
+    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrialRun: ...
 
     @abstractmethod
-    def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None: ...
+    def finish_study(self, artifacts: dict[str, list[Path]], tags: dict[str, str] | None = None) -> None:
+        """artifacts: files by the artifact folder they go to ("" = the run's root)."""
 
     def log_trial_artifact(self, run_id: str, path: Path) -> None:  # noqa: B027 - optional for trackers
         """Attach a file to a finished trial's run (the best trial's checkpoint); nothing by default."""
         return None
 
 
-class _NullTrial(TrackedTrial):
+class _NullRun(TrialRun):
     def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None:
         pass
 
-    def finish(self, state: str, summary: dict[str, Any], artifacts: dict[str, Path | str] | None = None) -> None:
+    def finish(self, state: TrialState, summary: dict[str, Any],
+               artifacts: dict[str, Path | str] | None = None) -> None:
         pass
 
 
@@ -50,10 +55,10 @@ class NullTracker(Tracker):
     def handle(self) -> dict[str, Any]:
         return {"kind": "null"}
 
-    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrackedTrial:
-        return _NullTrial()
+    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrialRun:
+        return _NullRun()
 
-    def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
+    def finish_study(self, artifacts: dict[str, list[Path]], tags: dict[str, str] | None = None) -> None:
         pass
 
 

@@ -1,7 +1,7 @@
 """MLflow tracking through ``MlflowClient`` (explicit run ids: safe in threads and worker processes).
 
 Layout: one experiment per model and dataset (or ``--experiment``); one parent run per study
-(resumed studies continue under it: its id is kept in the study); one child run per trial with its
+(tagged with the study's name, so a resumed study finds it and continues under it); one child run per trial with its
 parameters (flattened, logged once), train loss and valid metrics per epoch (step = epoch), test
 metrics, state and duration, and its resolved config as an artifact. Writes to a SQLite store are
 retried when the database is locked; a tracking server is the recommended store for many writers.
@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tuner.tracking.base import TrackedTrial, Tracker
+from tuner.tracking.base import Tracker, TrialRun
+from tuner.trial import TrialState
 
 T = TypeVar("T")
 DEFAULT_URI = "sqlite:///mlflow.db"
+STUDY_TAG = "study_name"  # on the parent run only
 
 
 def retry(action: Callable[[], T], attempts: int = 8) -> T:
@@ -108,7 +110,7 @@ def git_commit() -> str | None:
         return None
 
 
-class MlflowTrial(TrackedTrial):
+class MlflowRun(TrialRun):
     def __init__(self, client: Any, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
@@ -121,7 +123,8 @@ class MlflowTrial(TrackedTrial):
         metrics += [Metric(f"valid_{metric_name(k)}", float(v), now, epoch) for k, v in valid.items()]
         retry(lambda: self.client.log_batch(self.run_id, metrics=metrics))
 
-    def finish(self, state: str, summary: dict[str, Any], artifacts: dict[str, Path | str] | None = None) -> None:
+    def finish(self, state: TrialState, summary: dict[str, Any],
+               artifacts: dict[str, Path | str] | None = None) -> None:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
@@ -132,7 +135,7 @@ class MlflowTrial(TrackedTrial):
         for key in ("seconds", "epochs_run", "best_epoch"):
             if summary.get(key) is not None:
                 metrics.append(Metric(key, float(summary[key]), now, 0))
-        tags = [RunTag("state", state)]
+        tags = [RunTag("state", state.value)]
         if summary.get("error"):
             tags.append(RunTag("error", str(summary["error"])[:5000]))
         retry(lambda: self.client.log_batch(self.run_id, metrics=metrics, tags=tags))
@@ -141,8 +144,7 @@ class MlflowTrial(TrackedTrial):
                 retry(lambda c=content: self.client.log_artifact(self.run_id, str(c)))
             else:
                 retry(lambda n=name, c=content: self.client.log_text(self.run_id, c, n))
-        status = {"FINISHED": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED"}.get(state, "FAILED")
-        retry(lambda: self.client.set_terminated(self.run_id, status))
+        retry(lambda: self.client.set_terminated(self.run_id, state.mlflow_status))
 
 
 class MlflowTracker(Tracker):
@@ -155,18 +157,20 @@ class MlflowTracker(Tracker):
         self.client = MlflowClient(tracking_uri=uri)
 
     @staticmethod
-    def start_study(uri: str, experiment: str, study_name: str, parent_run_id: str | None, tags: dict[str, str],
+    def start_study(uri: str, experiment: str, study_name: str, tags: dict[str, str],
                     artifacts: dict[str, str]) -> MlflowTracker:
-        """Driver side: get or create the experiment and the study's parent run (once)."""
+        """Driver side: get or create the experiment, and the study's parent run (found again by its
+        ``study_name`` tag when the study resumes)."""
         from mlflow.tracking import MlflowClient
 
         prepare_sqlite_store(uri)
         client = MlflowClient(tracking_uri=uri)
         found = retry(lambda: client.get_experiment_by_name(experiment))
         experiment_id = found.experiment_id if found else retry(lambda: client.create_experiment(experiment))
+        parent_run_id = find_study_run(client, experiment_id, study_name)
         if parent_run_id is None:
             commit = git_commit()
-            all_tags = {**tags, "study_name": study_name, **({"git_commit": commit} if commit else {})}
+            all_tags = {**tags, STUDY_TAG: study_name, **({"git_commit": commit} if commit else {})}
             run = retry(lambda: client.create_run(experiment_id, run_name=study_name, tags=all_tags))
             parent_run_id = run.info.run_id
             for name, text in artifacts.items():
@@ -183,7 +187,7 @@ class MlflowTracker(Tracker):
         return {"kind": "mlflow", "uri": self.uri, "experiment_id": self.experiment_id,
                 "parent_run_id": self.parent_run_id}
 
-    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrackedTrial:
+    def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrialRun:
         from mlflow.entities import Param
 
         tags = {"mlflow.parentRunId": self.parent_run_id, "trial_number": str(number)}
@@ -192,19 +196,32 @@ class MlflowTracker(Tracker):
         flat = flatten(params)
         retry(lambda: self.client.log_batch(run_id, params=[Param(k, v) for k, v in flat.items()]))
         retry(lambda: self.client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml"))
-        return MlflowTrial(self.client, run_id)
+        return MlflowRun(self.client, run_id)
 
     def log_trial_artifact(self, run_id: str, path: Path) -> None:
         retry(lambda: self.client.log_artifact(run_id, str(path)))
 
-    def finish_study(self, artifacts: list[Path], tags: dict[str, str] | None = None) -> None:
-        for path in artifacts:
-            if path.is_file():
-                retry(lambda p=path: self.client.log_artifact(self.parent_run_id, str(p)))
+    def finish_study(self, artifacts: dict[str, list[Path]], tags: dict[str, str] | None = None) -> None:
+        for folder, paths in artifacts.items():
+            for path in paths:
+                if path.is_file():
+                    retry(lambda p=path, f=folder: self.client.log_artifact(self.parent_run_id, str(p), f or None))
         for key, value in (tags or {}).items():
             retry(lambda k=key, v=value: self.client.set_tag(self.parent_run_id, k, v))
         retry(lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
 
 
 def tracking_uri(cli_value: str | None) -> str:
-    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    """The store every process of a study logs to: a relative sqlite path is made absolute here, in the
+    driver, because Ray runs each trial in a working directory of its own."""
+    uri = cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    path = sqlite_file(uri)
+    return f"sqlite:///{path.resolve()}" if path is not None else uri
+
+
+def find_study_run(client: Any, experiment_id: str, study_name: str) -> str | None:
+    """The parent run of a study, by its tag (the oldest, should two drivers have raced to create it)."""
+    quoted = study_name.replace("\\", "\\\\").replace("'", "\\'")
+    runs = retry(lambda: client.search_runs([experiment_id], filter_string=f"tags.{STUDY_TAG} = '{quoted}'",
+                                            order_by=["attributes.start_time ASC"], max_results=1))
+    return runs[0].info.run_id if runs else None

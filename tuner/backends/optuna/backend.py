@@ -1,0 +1,86 @@
+"""The Optuna backend: ``--workers N`` processes (or the driver itself for one) running ``study.optimize``
+over the shared study; the driver shows progress, and waits for trials that other hosts still run."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+from models.errors import SeqtuneError
+from models.utils import file_lock
+from tuner.backends.base import Backend, StudyPlan
+from tuner.backends.optuna.records import snapshot
+from tuner.backends.optuna.storage import StudyStore
+from tuner.backends.optuna.worker import lock_path, run_worker, worker_process
+from tuner.reporting.progress import ProgressCallback, ProgressPoller
+from tuner.trial import TrialRecord, TrialState
+
+
+class OptunaBackend(Backend):
+    def run(self, plan: StudyPlan, progress: ProgressCallback | None = None) -> list[TrialRecord]:
+
+        store = self.opened()
+        deadline = time.time() + plan.timeout if plan.timeout else None
+        with ProgressPoller(lambda: snapshot(store.trials(), plan), progress):
+            while True:
+                if plan.workers <= 1:
+                    try:
+                        run_worker(plan, deadline, store)
+                    except KeyboardInterrupt:  # between trials: a trial claimed but not started yet
+                        store.retry_own("interrupted; queued again for the resume")
+                        raise
+                else:
+                    self._run_processes(plan, deadline)
+                if deadline is not None and time.time() >= deadline:
+                    break
+                if not wait_for_other_hosts(store, plan):
+                    break
+        return self.collect(plan)
+
+    def _run_processes(self, plan: StudyPlan, deadline: float | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=worker_process, args=(plan, deadline, os.getpid()), daemon=False)
+                     for _ in range(plan.workers)]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            for process in processes:  # a terminal's Ctrl-C reached them too; a signal sent to us alone did not
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGTERM)
+            for process in processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+            with file_lock(lock_path(plan.storage)):
+                self.opened().reap_dead()  # a worker killed before it could queue its trial again
+            raise
+        if all(p.exitcode == 2 for p in processes):
+            raise SeqtuneError("every worker stopped on an error (see above)")
+
+
+def wait_for_other_hosts(store: StudyStore, plan: StudyPlan, poll_seconds: float = 2.0) -> bool:
+    """After this host's workers stop: while trials still run elsewhere, wait for them (they are never
+    started twice). True when trials were queued again meanwhile (a host died), so workers should run."""
+    announced = False
+    while True:
+        store.reap_dead()
+        store.fail_stale()  # a host silent past the grace period: its trials are queued again
+        trials = store.trials()
+        if any(t.state.name == "WAITING" for t in trials):
+            return True
+        running = [t for t in trials if t.state.name == TrialState.RUNNING.value]
+        if not running:
+            return False
+        if not announced:
+            owners = sorted({str(t.user_attrs.get("worker", "?")) for t in running})
+            print(f"waiting for {len(running)} trial(s) running on other workers ({', '.join(owners)}); "
+                  f"a worker silent for {plan.grace_seconds}s is retried here", file=sys.stderr, flush=True)
+            announced = True
+        time.sleep(poll_seconds)

@@ -1,0 +1,242 @@
+"""The study's Optuna storage: opened once per process; the study created (its grid queued) or loaded
+and checked; trials addressed by number; dead trials failed and queued again.
+
+Exactly-once scheduling rests on Optuna's own queue: a grid is enqueued once, by the process that
+creates the study, as WAITING trials, and a trial is claimed by moving it WAITING -> RUNNING, which
+the database does atomically (two workers, or two hosts on one PostgreSQL, never run one point twice).
+A trial whose worker died is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``:
+at once when the worker was a process of this host (``reap_dead``), after Optuna's heartbeat grace
+period otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models.errors import SeqtuneError
+from tuner.trial import TrialState
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from tuner.backends.base import StudyPlan
+
+SPACE_ATTR = "seqtune:space"  # what the study was created for: a resumed run must match it
+READY_ATTR = "seqtune:grid_ready"  # set once the creator has queued every grid point
+WORKER_ATTR = "worker"  # host:pid of the process running a trial (TrialRecord.worker)
+
+
+def storage_url(url: str) -> str:
+    """SQLAlchemy's URL for ``--storage``: a bare postgresql:// means psycopg 3 to SQLAlchemy 2 (we ship
+    psycopg2); a plain path or a relative sqlite path is made absolute, so every process of the study
+    (Ray runs trials in directories of their own) opens the same file."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{Path(url).resolve()}"
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return f"sqlite:///{Path(url[len('sqlite:///'):]).expanduser().resolve()}"
+    return url
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_storage(url: str, heartbeat: tuple[int, int] | None) -> Any:
+    """Optuna's RDBStorage; ``heartbeat`` = (interval, grace period) in seconds, for ``study.optimize``."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress, records and summary report trials
+    url = storage_url(url)
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    interval, grace = heartbeat or (None, None)
+    for attempt in range(5):  # processes starting together race to create Optuna's tables: retry
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+        except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
+            text = str(exc).lower()
+            if attempt == 4 or ("duplicate" not in text and "already exists" not in text):
+                raise SeqtuneError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def make_sampler(plan: StudyPlan) -> Any:
+    import optuna
+
+    if plan.algo == "tpe":
+        return optuna.samplers.TPESampler(seed=plan.sampler_seed)
+    return optuna.samplers.RandomSampler(seed=plan.sampler_seed)  # random; a grid's points come queued
+
+
+def make_pruner(plan: StudyPlan) -> Any:
+    import optuna
+
+    if plan.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if plan.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(plan.max_epochs, 3))
+    return optuna.pruners.NopPruner()
+
+
+def space_signature(plan: StudyPlan) -> dict[str, Any]:
+    return {"model": plan.spec.model, "dataset": plan.spec.dataset,
+            "space": {n: p.distribution.describe() for n, p in plan.space.parameters.items()}}
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie does not: an orphaned worker may wait long
+    for a parent that reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+
+
+@dataclass
+class StudyStore:
+    """One process's handle on the study: the storage, the study and its id, opened once."""
+
+    storage: Any  # optuna.storages.RDBStorage
+    study: optuna.Study
+    study_id: int
+
+    @classmethod
+    def open(cls, plan: StudyPlan, create: bool, heartbeat: bool = True) -> StudyStore:
+        """Create the study (and queue its grid) or load it; refuse a different space under one name."""
+        import optuna
+
+        storage = make_storage(plan.storage, (plan.heartbeat_seconds, plan.grace_seconds) if heartbeat else None)
+        direction = "maximize" if plan.direction_bigger else "minimize"
+        kwargs = {"study_name": plan.study_name, "storage": storage, "sampler": make_sampler(plan),
+                  "pruner": make_pruner(plan)}
+        created = False
+        if create:
+            try:
+                study = optuna.create_study(direction=direction, **kwargs)
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                pass
+        if not created:
+            try:
+                study = optuna.load_study(**kwargs)
+            except KeyError:
+                raise SeqtuneError(f"no study {plan.study_name!r} in {plan.storage}") from None
+        store = cls(storage, study, storage.get_study_id_from_name(plan.study_name))
+        if created:
+            study.set_user_attr(SPACE_ATTR, space_signature(plan))
+            if plan.algo == "grid":
+                for params in plan.grid_points():
+                    study.enqueue_trial(params)
+            study.set_user_attr(READY_ATTR, True)
+            return store
+        store._check(plan, direction)
+        return store
+
+    def _check(self, plan: StudyPlan, direction: str) -> None:
+        deadline = time.monotonic() + 60
+        while not self.storage.get_study_user_attrs(self.study_id).get(READY_ATTR):  # still queueing the grid
+            if time.monotonic() > deadline:
+                raise SeqtuneError(f"study {plan.study_name!r} was never fully created; use a new --study-name")
+            time.sleep(0.5)
+        if self.study.user_attrs.get(SPACE_ATTR) != space_signature(plan):
+            raise SeqtuneError(f"study {plan.study_name!r} in {plan.storage} was created for a different model, "
+                               "dataset or search space; pick another --study-name")
+        if self.study.direction.name.lower() != direction:
+            raise SeqtuneError(f"study {plan.study_name!r} optimises in the other direction; pick another --study-name")
+
+    def using(self, study: optuna.Study) -> StudyStore:
+        """This store reading through ``study`` (another Study object on the same storage: a worker's
+        claiming study, whose trial cache must see what it claims)."""
+        return StudyStore(self.storage, study, self.study_id)
+
+    # -- trials by number ---------------------------------------------------------------------
+
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
+        from optuna.trial import TrialState as OptunaState
+
+        wanted = None if states is None else tuple(OptunaState[s.value] for s in states)
+        return self.study.get_trials(deepcopy=False, states=wanted)
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
+        trial_id = self.trial_id(number)
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def claim(self, number: int, worker: str) -> bool:
+        """Move a WAITING trial to RUNNING for ``worker``; False when another worker took it first."""
+        from optuna.trial import TrialState as OptunaState
+
+        trial_id = self.trial_id(number)
+        if not self.storage.set_trial_state_values(trial_id, state=OptunaState.RUNNING):
+            return False
+        self.storage.set_trial_user_attr(trial_id, WORKER_ATTR, worker)
+        self.storage.set_trial_user_attr(trial_id, "error", None)  # a retry inherits its original's attributes
+        return True
+
+    def retry(self, number: int, reason: str) -> None:
+        """Fail a RUNNING trial that will never finish and queue its parameters again. A trial already
+        finished (by its worker, or by another process reaping it) is left alone."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState as OptunaState
+
+        trial_id = self.trial_id(number)
+        try:
+            self.storage.set_trial_user_attr(trial_id, "error", reason)
+            if not self.storage.set_trial_state_values(trial_id, state=OptunaState.FAIL):
+                return
+        except UpdateFinishedTrialError:
+            return
+        self.queue_again(number)
+
+    def queue_again(self, number: int) -> None:
+        """Queue a copy of a trial's parameters as a new WAITING trial, with Optuna's retry callback (the
+        copy records which trial it retries; ``records.retried_numbers`` reads that back)."""
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        RetryHeartbeatStaleTrialCallback()(self.study, self.storage.get_trial(self.trial_id(number)))
+
+    def reap_dead(self) -> int:
+        """Retry the RUNNING trials of this host whose process is gone; returns how many."""
+        host = socket.gethostname()
+        reaped = 0
+        for trial in self.trials([TrialState.RUNNING]):
+            owner_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+            if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+                self.retry(trial.number, f"worker {owner_host}:{pid} died; queued again")
+                reaped += 1
+        return reaped
+
+    def retry_own(self, reason: str) -> None:
+        """Retry the RUNNING trials of this very process (its run was interrupted)."""
+        me = this_worker()
+        for trial in self.trials([TrialState.RUNNING]):
+            if trial.user_attrs.get(WORKER_ATTR) == me:
+                self.retry(trial.number, reason)
+
+    def fail_stale(self) -> None:
+        """Optuna's heartbeat check: trials of other hosts silent past the grace period are retried."""
+        import optuna
+
+        optuna.storages.fail_stale_trials(self.study)

@@ -1,0 +1,196 @@
+"""A worker: ``study.optimize`` over the shared study with the one trial objective.
+
+Optuna's own machinery does the work: ``optimize`` with ``catch`` (a failing trial is recorded FAIL
+and the study goes on), ``MaxTrialsCallback`` (a sampled study's budget), ``timeout``, the storage's
+heartbeat thread and its stale-trial retry. What Optuna lacks is kept in ``ClaimingStudy.ask``: a
+worker takes only queued trials (or new ones while the budget has room, counted under a host lock so
+parallel workers do not overshoot), retries the dead workers of this host at once, and stops when the
+grid is exhausted instead of sampling a point twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import threading
+import time
+import traceback
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models.data.datasets import cache_root
+from models.errors import SeqtuneError
+from models.utils import file_lock
+from tuner.backends.optuna.records import counted
+from tuner.backends.optuna.storage import (
+    WORKER_ATTR,
+    StudyStore,
+    make_pruner,
+    make_sampler,
+    storage_url,
+    this_worker,
+)
+from tuner.objective import Reporter, run_trial, warm_up
+from tuner.trial import TrialState, failure_message
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.backends.base import StudyPlan
+    from tuner.tracking.base import Tracker
+
+
+class NothingToRun(Exception):
+    """Raised by ``ClaimingStudy.ask``: no queued trial and no room for a new one (ends ``optimize``)."""
+
+
+def lock_path(url: str) -> Path:
+    """A lock file beside a local sqlite storage; one per user cache for a server storage (this host's
+    workers then claim one at a time, other hosts rely on the database's atomic WAITING -> RUNNING)."""
+    url = storage_url(url)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):] + ".lock")
+    return cache_root() / "study.lock"
+
+
+def claiming_store(store: StudyStore, plan: StudyPlan, worker: str) -> StudyStore:
+    """``store`` reading through a study whose ``ask`` claims trials as described above."""
+    import optuna
+
+    class ClaimingStudy(optuna.Study):
+        def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
+            assert not fixed_distributions, "optimize() asks without fixed distributions"
+            with file_lock(lock_path(plan.storage)):
+                claiming.reap_dead()
+                for waiting in claiming.trials([TrialState.WAITING]):
+                    if claiming.claim(waiting.number, worker):
+                        return optuna.Trial(self, claiming.trial_id(waiting.number))
+                if plan.algo == "grid" or counted(claiming.trials(), include_running=True) >= plan.n_trials:
+                    raise NothingToRun
+                trial = super().ask()
+                trial.set_user_attr(WORKER_ATTR, worker)
+                return trial
+
+    claiming = store.using(ClaimingStudy(study_name=plan.study_name, storage=store.storage,
+                                         sampler=make_sampler(plan), pruner=make_pruner(plan)))
+    return claiming
+
+
+class OptunaReporter(Reporter):
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool:
+        self.trial.report(valid_score, epoch)
+        return self.trial.should_prune()
+
+
+def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: Tracker) -> float:
+    """The shared objective under Optuna: sample, train, store the record; PRUNED raises TrialPruned.
+
+    An interrupt anywhere in here (Ctrl-C, the driver's SIGTERM) queues the trial again: Optuna then
+    records this one FAIL, and its copy waits for the resume."""
+    import optuna
+
+    tic = time.perf_counter()
+    try:
+        params = plan.space.to_config_values({name: p.distribution.suggest(trial, name)
+                                              for name, p in plan.space.parameters.items()})
+        try:
+            record = run_trial(plan.spec, params, trial.number, OptunaReporter(trial), tracker,
+                               on_run=partial(trial.set_user_attr, "run_id"))
+        except Exception as exc:
+            store.set_attrs(trial.number, {"error": failure_message(exc), "traceback": traceback.format_exc()[-4000:],
+                                           "seconds": round(time.perf_counter() - tic, 3), "config_params": params})
+            raise  # optimize(catch=...) records it FAIL and the study goes on
+        store.set_attrs(trial.number, record.attrs())
+    except KeyboardInterrupt:
+        trial.set_user_attr("error", "interrupted; queued again for the resume")
+        store.queue_again(trial.number)
+        raise
+    if record.state == TrialState.PRUNED:
+        raise optuna.TrialPruned(f"pruned at epoch {record.epochs_run}")
+    assert record.best_valid_score is not None
+    return record.best_valid_score
+
+
+def set_threads(threads: int) -> None:
+    """The one place a worker's torch thread count is set (0: torch's default)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore | None = None) -> None:
+    """Run trials until the study has none left for this worker (or the deadline passes); ``store``:
+    the driver's own, when it runs the only worker itself."""
+    import optuna
+
+    from tuner.tracking.base import open_tracker
+
+    set_threads(plan.threads_per_worker)
+    store = claiming_store(store or StudyStore.open(plan, create=False), plan, this_worker())
+    with file_lock(lock_path(plan.storage)):
+        store.reap_dead()
+    if not has_work(store, plan):
+        return
+    warm_up(plan.spec)
+    tracker = open_tracker(plan.tracker)  # one tracking client per worker (MLflow's import paid here)
+    callbacks = [] if plan.algo == "grid" else [
+        optuna.study.MaxTrialsCallback(plan.n_trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                              optuna.trial.TrialState.PRUNED))]
+    timeout = None if deadline is None else max(0.0, deadline - time.time())
+    with contextlib.suppress(NothingToRun):  # the grid is exhausted, or the budget taken
+        store.study.optimize(partial(objective, plan=plan, store=store, tracker=tracker), catch=(Exception,),
+                       callbacks=callbacks, timeout=timeout)
+
+
+def has_work(store: StudyStore, plan: StudyPlan) -> bool:
+    """Whether a worker joining now would get a trial (then it is worth warming up)."""
+    trials = store.trials()
+    if any(t.state.name == "WAITING" for t in trials):
+        return True
+    return plan.algo != "grid" and counted(trials, include_running=True) < plan.n_trials
+
+
+# -- worker processes -----------------------------------------------------------------------
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (the driver stopping, or dying): interrupt the running trial once;
+    the trial is queued again and the worker exits. Later signals are ignored while it cleans up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def die_with_parent(parent: int) -> None:
+    """A worker must not outlive its driver (``kill -9`` of the driver would leave it running a study
+    nobody supervises): the kernel sends SIGTERM when the parent dies (Linux), and a watchdog thread
+    checks the parent pid on other systems or if the parent died before the request took effect."""
+    with contextlib.suppress(AttributeError, OSError):  # no prctl: the watchdog alone
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def worker_process(plan: StudyPlan, deadline: float | None, parent: int) -> None:
+    """Entry point of a worker process (spawned by the Optuna backend)."""
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    die_with_parent(parent)
+    try:
+        run_worker(plan, deadline)
+    except KeyboardInterrupt:
+        pass
+    except SeqtuneError as exc:
+        print(f"error: {exc}", flush=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,66 @@
+"""``--seeds N``: the best configs re-run with N seeds, as a study of their own, reported as mean ± std.
+
+The seed study's grid is exactly (top configs x seeds), queued in that order, with ``seed`` a searched
+parameter, so both backends run each point once, resume it like any study, and every trial trains
+with its own seed (a ``--seed`` on the command line only sets the first of the N).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Sequence
+
+from tuner.backends.base import StudyPlan
+from tuner.space import Choice, Parameter, SearchSpace, encode_choice
+from tuner.trial import TrialRecord, TrialState
+
+TOP = 3
+
+
+def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_seeds: int) -> StudyPlan:
+    """The plan of the seed study for ``top`` (records of the main study)."""
+    seeds = [first_seed + i for i in range(n_seeds)]
+    points = [{**{k: encode_choice(v) for k, v in t.params.items()}, "seed": s} for t in top for s in seeds]
+    space = SearchSpace(source=plan.space.source)
+    for name in sorted({n for p in points for n in p}):
+        values: list = []
+        for point in points:
+            if point[name] not in values:
+                values.append(point[name])
+        space.parameters[name] = Parameter(name, Choice(tuple(values)), 0)
+    digest = hashlib.sha256(json.dumps(points, sort_keys=True, default=repr).encode()).hexdigest()[:8]
+    overrides = {k: v for k, v in plan.spec.overrides.items() if k != "seed"}  # the seed is searched here
+    return dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, overrides=overrides), space=space,
+                               study_name=f"{plan.study_name}:seeds-{digest}", algo="grid", n_trials=len(points),
+                               pruner="none", points=points)
+
+
+def top_records(records: Sequence[TrialRecord], bigger: bool, n: int = TOP) -> list[TrialRecord]:
+    done = [r for r in records if r.state == TrialState.COMPLETE and r.best_valid_score is not None]
+    return sorted(done, key=lambda r: r.best_valid_score, reverse=bigger)[:n]  # type: ignore[arg-type,return-value]
+
+
+def seed_summary(top: Sequence[TrialRecord], records: Sequence[TrialRecord], metric: str) -> list[str]:
+    """One line per top config: valid and test metric as mean ± std over its seeds."""
+    key = metric.lower()
+    lines = []
+    for rank, trial in enumerate(top, start=1):
+        runs = [r for r in records if r.state == TrialState.COMPLETE
+                and {k: v for k, v in r.params.items() if k != "seed"} == trial.params]
+        if not runs:
+            continue
+        valid = [r.best_valid_result.get(key, math.nan) for r in runs]
+        test = [r.test_result.get(key, math.nan) for r in runs]
+        seeds = sorted(r.seed for r in runs if r.seed is not None)
+        lines.append(f"{rank}. {dict(sorted(trial.params.items()))}: valid {key} {_mean_std(valid)}, "
+                     f"test {_mean_std(test)} (n={len(runs)}, seeds {seeds})")
+    return lines
+
+
+def _mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
