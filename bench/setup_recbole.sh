@@ -35,9 +35,10 @@ fi
 
 # 4. the light deps by hand (numpy<2: Config uses np.float_), plus hyperopt for run_hyper.
 DEPS=("numpy<2" "pandas<3" scipy scikit-learn colorlog==4.7.2 colorama==0.4.4
-      tensorboard thop tqdm pyyaml tabulate plotly texttable psutil "hyperopt==0.2.5" "setuptools<70")
+      tensorboard thop tqdm pyyaml tabulate plotly texttable psutil "hyperopt==0.2.5" "setuptools>=77,<81")
 # RecBole pins hyperopt 0.2.5 (its exhaustive search passes a RandomState; 0.2.7 wants a Generator),
-# and hyperopt 0.2.5 imports pkg_resources, which setuptools 70+ no longer ships.
+# and hyperopt 0.2.5 imports pkg_resources: setuptools>=77,<81 still ships it and satisfies torch 2.13.0
+# (a setuptools<70 pin made pip swap torch for a 2.12.1 CUDA build, skewing memory comparisons).
 missing=()
 for d in numpy pandas scipy scikit-learn colorlog colorama tensorboard thop tqdm pyyaml \
          tabulate plotly texttable psutil hyperopt; do

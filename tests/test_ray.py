@@ -24,26 +24,35 @@ RUNTIME_ENV = '{"excludes": [".venv", ".git", "tests/screenshots", "ray_results"
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def test_local_ray_grid_matches_optuna_backend(workdir: Path) -> None:
+def test_ray_from_a_fresh_directory_with_default_tracking_matches_optuna(workdir: Path) -> None:
+    """No --mlflow-uri, no --storage, no --ray-storage: every Ray trial (each in a working directory
+    of its own) logs to this directory's mlflow.db and study, and the numbers equal the Optuna backend's."""
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
-    ray = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--tool", "ray", "--workers", "2",
-                    "--output_file", "ray/out.result", f"--ray-storage={workdir / 'ray_results'}",
-                    f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}", "--experiment", "ray")
+    fresh = workdir / "fresh"
+    fresh.mkdir()
+    ray = run_hyper(workdir, "--params_file", str(workdir / "h.test"), "--epochs=2", "--tool", "ray", "--workers", "2",
+                    "--output_file", "ray/out.result", cwd=fresh)
     assert ray.returncode == 0, ray.stderr[-3000:]
     optuna = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--output_file", "optuna/out.result",
                        f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow")
     assert optuna.returncode == 0, optuna.stderr
-    ray_blocks = sorted(parse_recbole_output((workdir / "ray" / "out.result").read_text()), key=repr)
+    ray_blocks = sorted(parse_recbole_output((fresh / "ray" / "out.result").read_text()), key=repr)
     optuna_blocks = sorted(parse_recbole_output((workdir / "optuna" / "out.result").read_text()), key=repr)
     assert ray_blocks == optuna_blocks and len(ray_blocks) == 2  # same objective, same numbers
-    assert (workdir / "ray" / "results.csv").read_text().splitlines()[0] == \
+    assert (fresh / "ray" / "results.csv").read_text().splitlines()[0] == \
         (workdir / "optuna" / "results.csv").read_text().splitlines()[0]
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("ray").experiment_id])
+    client = MlflowClient(f"sqlite:///{fresh / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("GRU4Rec-toy").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and len(children) == 2
+    assert all(c.info.status == "FINISHED" and c.data.tags["state"] == "COMPLETE" for c in children)
     assert all(len(client.get_metric_history(c.info.run_id, "valid_mrr_at_10")) == 2 for c in children)
+    import optuna as optuna_lib  # the Ray study is an Optuna study: optuna-dashboard shows it
+
+    study = optuna_lib.load_study(study_name=parents[0].data.tags["study_name"],
+                                  storage=f"sqlite:///{fresh / 'seqtune_studies.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
 
 
 def test_ray_job_submit_on_a_head(workdir: Path) -> None:

@@ -9,7 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import run_hyper, study_rows
+from tests.test_tuner import UNALLOCATABLE
 from tuner.tracking.mlflow_tracker import MlflowTracker
+from tuner.trial import TrialState
 
 EPOCHS = 3
 
@@ -23,7 +25,7 @@ def _runs(db: Path, experiment: str):
 
 def test_study_logged_as_parent_and_children(workdir: Path) -> None:
     space = workdir / "h.test"
-    space.write_text("learning_rate choice [0.01, 0.001]\nloss_type choice ['CE', 'XYZ']\n")
+    space.write_text(f"learning_rate choice [0.01, 0.001]\nhidden_size choice [8, {UNALLOCATABLE}]\n")
     proc = run_hyper(workdir, "--params_file", str(space), f"--epochs={EPOCHS}", "--stopping_step=10",
                      f"--storage=sqlite:///{workdir / 's.db'}", "--study-name", "tracked",
                      f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")
@@ -37,29 +39,30 @@ def test_study_logged_as_parent_and_children(workdir: Path) -> None:
     assert parent.data.tags["sampler_seed"] == "2020" and parent.info.status == "FINISHED"
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"hyper.test", "base_config.yaml", "hyper_example.result", "results.csv", "best_config.yaml"} <= parent_files
-    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")} if "plots" in parent_files else set()
-    assert not plots or "plots/optimization_history.png" in plots
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png", "plots/param_importances.png"} == plots
 
     # Optuna keeps the MLflow run id; the run keeps the trial number
     with sqlite3.connect(workdir / "s.db") as conn:
         attrs = dict(conn.execute("SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t "
-                                  "ON a.trial_id = t.trial_id WHERE a.key = 'mlflow_run_id'").fetchall())
+                                  "ON a.trial_id = t.trial_id WHERE a.key = 'run_id'").fetchall())
     states = {number: state for number, state, _ in study_rows(workdir / "s.db")}
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         number = int(child.data.tags["trial_number"])
         assert attrs[number].strip('"') == child.info.run_id
-        assert set(child.data.params) == {"learning_rate", "loss_type"}
+        assert set(child.data.params) == {"learning_rate", "hidden_size"}
         assert "config.yaml" in {a.path for a in client.list_artifacts(child.info.run_id)}
         if states[number] == "FAIL":
-            assert child.info.status == "FAILED" and "loss_type must be CE or BPR" in child.data.tags["error"]
-            assert child.data.tags["state"] == "FAILED"
+            assert child.info.status == "FAILED" and "allocate" in child.data.tags["error"].lower()
+            assert child.data.tags["state"] == "FAIL"
             continue
         history = client.get_metric_history(child.info.run_id, "valid_mrr_at_10")
         assert [m.step for m in history] == list(range(EPOCHS))  # one point per epoch
         assert len(client.get_metric_history(child.info.run_id, "train_loss")) == EPOCHS
         assert "test_mrr_at_10" in child.data.metrics
         assert child.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[states[number]]
+        assert child.data.tags["state"] == states[number]  # one vocabulary: Optuna's state names everywhere
     assert sorted(states.values()).count("FAIL") == 2
     best = parent.data.tags["best_trial"]
     best_run = next(c for c in children if c.data.tags["trial_number"] == best)
@@ -75,10 +78,10 @@ def test_study_logged_as_parent_and_children(workdir: Path) -> None:
 
 
 def test_pruned_run_is_marked(tmp_path: Path) -> None:
-    tracker = MlflowTracker.start_study(f"sqlite:///{tmp_path / 'm.db'}", "exp", "study", None, {"model": "X"}, {})
+    tracker = MlflowTracker.start_study(f"sqlite:///{tmp_path / 'm.db'}", "exp", "study", {"model": "X"}, {})
     run = tracker.start_trial(7, {"learning_rate": 0.1, "nested": {"a": 1}}, {"learning_rate": 0.1})
     run.log_epoch(0, 10.0, {"mrr@10": 0.1})
-    run.finish("PRUNED", {"test_result": {"mrr@10": 0.05}, "seconds": 1.5})
+    run.finish(TrialState.PRUNED, {"test_result": {"mrr@10": 0.05}, "seconds": 1.5})
     client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     logged = client.get_run(run.run_id)
     assert logged.info.status == "KILLED" and logged.data.tags["state"] == "PRUNED"

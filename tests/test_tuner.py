@@ -228,12 +228,12 @@ def test_kill_9_of_the_driver_takes_its_workers_down_and_the_study_resumes(workd
     assert finished_before <= {tuple(sorted(p.items())) for _, s, p in study_rows(db) if s == "COMPLETE"}
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, workers: str) -> None:
+@pytest.mark.parametrize(("tool", "workers"), [("optuna", "1"), ("optuna", "2"), ("ray", "2")])
+def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, tool: str, workers: str) -> None:
     (workdir / "h.test").write_text(KILL_SPACE)
     db = workdir / "s.db"
     args = ["--params_file", "h.test", "--epochs=40", "--stopping_step=100", f"--storage=sqlite:///{db}",
-            "--study-name", "ctrlc", "--workers", workers, "--no-mlflow"]
+            "--study-name", "ctrlc", "--workers", workers, "--no-mlflow", "--tool", tool]
     victim = _start_and_wait(workdir, args, db)
     victim.send_signal(signal.SIGINT)
     _, err = victim.communicate(timeout=120)
@@ -249,3 +249,20 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
     proc = run_hyper(workdir, *args)
     assert proc.returncode == 0, proc.stderr
     _assert_finished_once(workdir, db, 4)
+
+
+@pytest.mark.parametrize("tool", ["optuna", "ray"])
+def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path, tool: str) -> None:
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.002]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--seeds", "3", "--tool", tool,
+                     f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((workdir / "seeds.csv").open()))
+    assert len(rows) == 6 and all(r["state"] == "COMPLETE" for r in rows)  # 2 configs x 3 seeds, no more
+    for lr in ("0.01", "0.002"):
+        runs = [r for r in rows if r["learning_rate"] == lr]
+        assert sorted(int(r["seed"]) for r in runs) == [2020, 2021, 2022]
+        assert len({r["valid_mrr@10"] for r in runs}) > 1  # each seed trains differently: a real spread
+    summary = [line for line in proc.stdout.splitlines() if line.startswith(("1. ", "2. "))]
+    assert len(summary) == 2 and all("± 0.0000," not in line and "seeds [2020, 2021, 2022]" in line
+                                     for line in summary)

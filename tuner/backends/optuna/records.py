@@ -40,7 +40,8 @@ def remaining(trials: list[FrozenTrial], plan: StudyPlan) -> int:
 
 
 def to_record(trial: FrozenTrial, plan: StudyPlan) -> TrialRecord:
-    params: dict[str, Any] = dict(trial.params)
+    # a trial killed before it sampled (or still queued) shows the point it was queued with
+    params: dict[str, Any] = dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {}))
     with contextlib.suppress(KeyError):  # a parameter this space no longer has: keep Optuna's values
         params = plan.space.to_config_values(params)
     return TrialRecord.from_attrs(trial.number, TrialState(trial.state.name), params, trial.user_attrs,

@@ -1,0 +1,133 @@
+"""The study in Optuna's storage: claiming, reaping, retrying, counting and collecting trials (in process),
+and a worker of another live host waited for, not duplicated (run_hyper.py beside a fake foreign worker)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import hyper_command, hyper_env, study_rows
+from tuner.backends.base import StudyPlan
+from tuner.backends.optuna.backend import wait_for_other_hosts
+from tuner.backends.optuna.records import collect, counted, remaining, snapshot
+from tuner.backends.optuna.storage import WORKER_ATTR, StudyStore
+from tuner.backends.optuna.worker import NothingToRun, claiming_store
+from tuner.cli import make_plan
+from tuner.request import resolve
+from tuner.trial import TrialState
+
+SPACE = "learning_rate choice [0.01, 0.005]\nhidden_size choice [8]\n"
+
+
+def _args(workdir: Path, *extra: str) -> list[str]:
+    return hyper_command(workdir, "--params_file", str(workdir / "h.test"), f"--storage=sqlite:///{workdir / 's.db'}",
+                         "--study-name", "shared", "--no-mlflow", "--epochs=2", *extra)[2:]
+
+
+@pytest.fixture
+def plan(workdir: Path) -> StudyPlan:
+    (workdir / "h.test").write_text(SPACE)
+    return make_plan(resolve(_args(workdir)))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claim_is_exactly_once_and_the_grid_runs_out(plan: StudyPlan) -> None:
+    store = StudyStore.open(plan, create=True)
+    assert [t.state.name for t in store.trials()] == ["WAITING", "WAITING"]
+    assert store.claim(0, "a:1") and not store.claim(0, "b:2")  # the second worker loses the race
+    claiming = claiming_store(store, plan, "me:3")
+    trial = claiming.study.ask()
+    assert trial.number == 1 and store.trials()[1].state.name == "RUNNING"
+    assert {n: p.distribution.suggest(trial, n) for n, p in plan.space.parameters.items()} == {
+        "learning_rate": 0.005, "hidden_size": 8}  # the queued point
+    with pytest.raises(NothingToRun):  # a grid never samples a point beyond its queue
+        claiming.study.ask()
+    assert len(store.trials()) == 2 and remaining(store.trials(), plan) == 0
+
+
+def test_a_sampled_study_stops_at_its_budget_counting_running_trials(plan: StudyPlan) -> None:
+    tpe = dataclasses.replace(plan, algo="tpe", n_trials=2, study_name="tpe")
+    store = claiming_store(StudyStore.open(tpe, create=True, heartbeat=False), tpe, "me:1")
+    store.study.ask()
+    store.study.ask()
+    with pytest.raises(NothingToRun):  # two RUNNING already fill the budget: no third in parallel
+        store.study.ask()
+
+
+def test_a_dead_worker_of_this_host_is_retried_once(plan: StudyPlan) -> None:
+    store = StudyStore.open(plan, create=True)
+    host = __import__("socket").gethostname()
+    assert store.claim(0, f"{host}:{_dead_pid()}")
+    store.set_attrs(0, {"run_id": "abc"})
+    assert store.reap_dead() == 1 and store.reap_dead() == 0
+    trials = store.trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
+    assert trials[2].params == trials[0].params and "died" in trials[0].user_attrs["error"]
+    assert counted(trials) == 0 and remaining(trials, plan) == 2  # a retried failure uses no budget
+    store.retry(0, "again")  # already finished: left alone, no second copy
+    assert len(store.trials()) == 3
+    assert store.claim(2, "me:5")
+    assert store.trials()[2].user_attrs["error"] is None  # the copy does not inherit its original's error
+
+
+def test_records_collect_states_params_and_results(plan: StudyPlan) -> None:
+    store = StudyStore.open(plan, create=True)
+    assert store.claim(0, "me:1")
+    store.set_attrs(0, {"best_valid_result": {"mrr@10": 0.25}, "test_result": {"mrr@10": 0.2}, "epochs_run": 2,
+                        "seconds": 1.5, "train_seconds": 1.0, "eval_seconds": 0.25})
+    store.study.tell(0, 0.25)
+    records = collect(store.trials(), plan)
+    assert [r.state for r in records] == [TrialState.COMPLETE, TrialState.WAITING]
+    assert records[0].params == {"learning_rate": 0.01, "hidden_size": 8} and records[0].best_valid_score == 0.25
+    assert records[0].overhead_seconds == 0.25 and records[1].best_valid_score is None
+    progress = snapshot(store.trials(), plan)
+    assert (progress.total, progress.done, progress.running, progress.best) == (2, 1, 0, 0.25)
+
+
+def test_a_silent_foreign_worker_is_retried_after_the_grace_period(plan: StudyPlan) -> None:
+    quick = dataclasses.replace(plan, heartbeat_seconds=1, grace_seconds=1, study_name="stale")
+    store = StudyStore.open(quick, create=True)
+    assert store.claim(0, "elsewhere:1")
+    store.storage.record_heartbeat(store.trial_id(0))
+    time.sleep(2.5)  # no heartbeat since: the host is gone
+    assert wait_for_other_hosts(store, quick, poll_seconds=0.1) is True  # its trial waits to run here
+    assert [t.state.name for t in store.trials()] == ["FAIL", "WAITING", "WAITING"]
+
+
+def test_a_live_foreign_worker_is_waited_for_not_duplicated(workdir: Path, plan: StudyPlan) -> None:
+    store = StudyStore.open(plan, create=True)
+    assert store.claim(0, "elsewhere:1")  # another host runs point 0, with a live heartbeat
+    beating = threading.Event()
+
+    def heartbeat() -> None:
+        while not beating.wait(1.0):
+            store.storage.record_heartbeat(store.trial_id(0))
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    proc = subprocess.Popen(hyper_command(workdir, *_args(workdir)), cwd=workdir, env=hyper_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and [s for _, s, _ in study_rows(workdir / "s.db")] != ["RUNNING", "COMPLETE"]:
+        time.sleep(0.3)
+    time.sleep(3)
+    assert proc.poll() is None  # point 1 done here; point 0 still runs elsewhere: waiting, not re-running it
+    store.set_attrs(0, {"best_valid_result": {"mrr@10": 0.5}})
+    store.study.tell(0, 0.5)
+    beating.set()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "waiting for 1 trial(s) running on other workers (elsewhere:1)" in err
+    rows = study_rows(workdir / "s.db")
+    assert [s for _, s, _ in rows] == ["COMPLETE", "COMPLETE"]  # two points, two trials: nothing duplicated
+    assert store.trials()[0].user_attrs[WORKER_ATTR] == "elsewhere:1"
