@@ -15,6 +15,13 @@ from models.config import parse_value
 from models.errors import SeqtuneError
 
 
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser; whatever it does not declare becomes a config override."""
+    return argparse.ArgumentParser(
+        prog=prog, description=f"{description} Any other --key=value is a config override (RecBole's key names).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
 def parse_with_overrides(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> tuple[argparse.Namespace, dict[str, Any]]:

@@ -11,16 +11,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from models.cli import parse_with_overrides, run_cli, split_files
+from models.cli import command_parser, parse_with_overrides, run_cli, split_files
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m models.train",
-        description="Train one sequential recommender under RecBole's protocol. Any other --key=value "
-        "is a config override (RecBole's key names).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = command_parser("python -m models.train", "Train one sequential recommender under RecBole's protocol.")
     parser.add_argument("--model", "-m", default="GRU4Rec", help="model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (or use --data_path=DIR)")
     parser.add_argument("--config_files", nargs="*", default=[], help="YAML files, space separated")

@@ -23,11 +23,19 @@ def _both(x: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, torch.Ten
     return got, expected, torch.get_rng_state(), expected_state
 
 
-def test_the_fast_path_is_active_here() -> None:
-    # Every CI machine has a C compiler and a non-Intel CPU so far; if this fails the models still
-    # give torch's numbers, only slower: the reason is logged at debug level.
-    if not fast.fast_dropout_active():
-        pytest.skip("no exact fast dropout on this machine (no cc, or torch's MKL bernoulli on an Intel CPU)")
+def test_the_fast_path_is_active_where_it_can_be() -> None:
+    """Active wherever a C compiler exists and torch's mask is its serial mt19937 loop (not MKL's stream,
+    which torch uses on Intel CPUs); elsewhere the self check must have turned it off (torch's numbers,
+    only slower)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    intel = cpuinfo.is_file() and "GenuineIntel" in cpuinfo.read_text()
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    enabled = os.environ.get("SEQTUNE_FAST_DROPOUT", "1") != "0"
+    assert fast.fast_dropout_active() == bool(compiler and enabled and not intel)
 
 
 @pytest.mark.parametrize("shape", [(1,), (7, 89), (3, 624), (2, 2, 50, 50), (5, 1249)])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.cli import parse_with_overrides, split_files
+from models.cli import command_parser, parse_with_overrides, split_files
 from models.config import Config
 from models.errors import ConfigError, SeqtuneError
 from tuner.objective import StudySpec
@@ -29,12 +29,7 @@ DEFAULT_STORAGE = "sqlite:///seqtune_studies.db"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="run_hyper.py",
-        description="Tune a sequential recommender over a RecBole hyper.test search space. "
-        "Any other --key=value is a fixed config override (RecBole's key names).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser("run_hyper.py", "Tune a sequential recommender over a RecBole hyper.test search space.")
     recbole = p.add_argument_group("RecBole's flags")
     recbole.add_argument("--model", "-m", required=True, help="model name (GRU4Rec, GRU4RecKG, KSR, S3Rec)")
     recbole.add_argument("--dataset", "-d", default="ml-100k", help="dataset name; --data_path=DIR for your own")
