@@ -140,6 +140,7 @@ def test_median_pruning_stops_a_hopeless_config(workdir: Path) -> None:
         ("hidden_size uniform 16,64", [], "hidden_size=33.76 (from uniform 16.0,64.0): hidden_size must be a"),
         ("learning_rate uniform 0.1,0.2", ["--algo", "grid"], "--algo grid needs every parameter to be a choice"),
         ("learning_rate choice [0.1]", ["--lernin_rate=3"], "unknown config key 'lernin_rate'"),
+        ("learning_rate choice [0.1]", ["--data_path=/nowhere"], "/nowhere: no toy.inter here or in /nowhere/toy"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(workdir: Path, space: str, args, fragment) -> None:

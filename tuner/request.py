@@ -141,6 +141,7 @@ def cpu_count() -> int:
 def resolve(argv: Sequence[str] | None) -> StudyRequest:
     """Parse and check everything; nothing is started or written here."""
     from models.config import build_config, known_keys
+    from models.data.datasets import local_dataset_dir
     from models.registry import canonical_model_name
     from tuner.tracking.mlflow_tracker import tracking_uri
 
@@ -159,6 +160,7 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
                          "line; drop one of them")
     config_files = [str(Path(f).resolve()) for f in split_files(args.config_files)]
     base = build_config(model, args.dataset, config_files, overrides, "command line")
+    local_dataset_dir(args.dataset, base.get("data_path"))  # a missing dataset stops here, not in every trial
     spec = StudySpec(model, args.dataset, config_files, overrides,
                      checkpoint_dir=str((Path(args.output_file).parent / "checkpoints").resolve()),
                      log_checkpoints=args.log_checkpoints)

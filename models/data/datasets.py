@@ -58,8 +58,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_dataset_dir(dataset: str, data_path: str | None = None) -> Path:
-    """Return the directory holding ``<dataset>.inter`` and its companions."""
+def local_dataset_dir(dataset: str, data_path: str | None = None) -> Path | None:
+    """The directory of a user's dataset, None for a known dataset that is fetched; raises when neither
+    (a check that reads nothing and fetches nothing: the tuner runs it before a study starts)."""
     if data_path:
         root = Path(data_path).expanduser()
         for candidate in (root / dataset, root):
@@ -71,7 +72,12 @@ def resolve_dataset_dir(dataset: str, data_path: str | None = None) -> Path:
             f"unknown dataset {dataset!r}{closest(dataset, KNOWN_DATASETS)}; known: "
             f"{', '.join(KNOWN_DATASETS)} (or give data_path= a directory in atomic format)"
         )
-    return fetch_known_dataset(dataset)
+    return None
+
+
+def resolve_dataset_dir(dataset: str, data_path: str | None = None) -> Path:
+    """Return the directory holding ``<dataset>.inter`` and its companions."""
+    return local_dataset_dir(dataset, data_path) or fetch_known_dataset(dataset)
 
 
 def fetch_known_dataset(dataset: str) -> Path:

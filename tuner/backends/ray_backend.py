@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends.base import Backend, StudyPlan
-from tuner.backends.optuna.records import remaining
+from tuner.backends.optuna.records import remaining, snapshot
 from tuner.backends.optuna.storage import WORKER_ATTR, StudyStore, make_sampler, storage_url, this_worker
 from tuner.objective import Reporter, run_trial
-from tuner.reporting.progress import ProgressCallback
+from tuner.reporting.progress import ProgressCallback, ProgressPoller
 from tuner.trial import TrialRecord, failure_message
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class RayBackend(Backend):
             tune.with_resources(trainable, {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}),
             tune_config=tune.TuneConfig(
                 search_alg=study_search(plan, store, driver), scheduler=scheduler, num_samples=todo,
-                max_concurrent_trials=plan.workers,
+                max_concurrent_trials=plan.workers, time_budget_s=plan.timeout,
                 # a trial reuses a finished one's process: no new interpreter, torch import, CUDA
                 # context or dataset load per trial
                 reuse_actors=self.reuse_actors),
@@ -166,7 +166,8 @@ class RayBackend(Backend):
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
         try:
-            tuner.fit()
+            with ProgressPoller(lambda: snapshot(store.trials(), plan), progress):
+                tuner.fit()
         except KeyboardInterrupt:
             if local:
                 ray.shutdown()  # stop this driver's trials before their trials are queued again
