@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import shutil
 import signal
@@ -140,3 +141,18 @@ def test_ray_refuses_optuna_pruners(workdir: Path, pruner: str) -> None:
     (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
     proc = run_hyper(workdir, "--params_file", "h.test", "--tool", "ray", "--pruner", pruner)
     assert proc.returncode == 2 and "use --pruner asha" in proc.stderr
+
+
+def test_asha_stops_weak_trials_and_keeps_their_results(workdir: Path) -> None:
+    """One worker, so ASHA's decisions are deterministic: the good rate trains on, the hopeless ones stop
+    at the first rung, marked PRUNED in the study with their best validation result so far."""
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.00001, 0.000001]\n")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=6", "--stopping_step=100", "--tool", "ray",
+                     "--pruner", "asha", "--workers", "1", "--no-mlflow", f"--storage=sqlite:///{workdir / 's.db'}",
+                     f"--ray-storage={workdir / 'ray'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["learning_rate"]: r for r in csv.DictReader((workdir / "results.csv").open())}
+    assert rows["0.01"]["state"] == "COMPLETE" and rows["0.01"]["epochs_run"] == "6"
+    for lr in ("1e-05", "1e-06"):
+        assert rows[lr]["state"] == "PRUNED" and int(rows[lr]["epochs_run"]) < 6
+        assert rows[lr]["valid_mrr@10"] != ""  # what it reached before ASHA stopped it

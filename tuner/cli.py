@@ -22,7 +22,7 @@ from typing import Any
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
 from tuner.reporting.progress import ProgressDisplay
-from tuner.request import StudyRequest, resolve, show_notes
+from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
 from tuner.trial import TrialRecord, TrialState
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = make_plan(request)
     if not request.quiet:
         print(f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
-              f"{max(plan.threads_per_worker, 1)} thread(s), {request.tool}) in {plan.storage}", file=sys.stderr)
+              f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {plan.storage}", file=sys.stderr)
     study = run_study(request, plan)
     best = write_results(request, study, request.output_file, "results.csv")
     print_summary(request, study.records, best)

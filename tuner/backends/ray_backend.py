@@ -149,8 +149,8 @@ class RayBackend(Backend):
         if plan.pruner == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=max(plan.max_epochs, 2) + 1, grace_period=1,
-                                      reduction_factor=2)
+            scheduler = ASHAScheduler(time_attr="epoch", metric=SCORE, mode="max" if plan.direction_bigger else "min",
+                                      max_t=max(plan.max_epochs, 2) + 1, grace_period=1, reduction_factor=2)
         portable = _portable_plan(plan)
         trainable = tune.with_parameters(ray_trial, plan=portable, threads=max(1, int(self.cpus_per_trial)))
         root = Path(self.storage_path or Path.cwd() / "ray_results").resolve()  # Ray needs an absolute path
