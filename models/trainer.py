@@ -25,7 +25,7 @@ import torch
 
 from models.base import SequentialRecommender
 from models.config import Config
-from models.data.sequential import SampleSet, SequentialData, load_sequential_data
+from models.data.sequential import Batch, SampleSet, SequentialData, load_sequential_data
 from models.errors import ConfigError
 from models.metrics import TopKAccumulator
 from models.registry import create_model
@@ -70,6 +70,20 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochReport], "bool | None"]
+
+
+@dataclass(frozen=True)
+class EpochCost:
+    """What one training epoch and one validation of a config cost on this machine (a few warm batches)."""
+
+    train_samples: int
+    seconds_per_sample: float
+    eval_seconds: float  # one full-sort evaluation of the validation users
+    threads: int
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.train_samples * self.seconds_per_sample + self.eval_seconds
 
 _ALLOCATOR_TUNED = False
 
@@ -165,21 +179,23 @@ class Trainer:
         total = 0.0
         starts = range(0, len(train), batch_size)
         for start in progress(starts, self.show_progress, desc=f"epoch {epoch}", unit="batch"):
-            index = order[start : start + batch_size]
-            batch = train.batch(index)
-            if self.model.needs_negatives:
-                batch.neg_item = torch.from_numpy(sample_negatives(batch.target.numpy(), self.data.n_items))
-            batch = batch.to(self.device)
-            self.optimizer.zero_grad()
-            loss = self.model.calculate_loss(batch)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), **clip)
-            self.optimizer.step()
-            total += loss.item()
+            total += self.train_step(train.batch(order[start : start + batch_size]), clip)
             if not math.isfinite(total):
                 raise FloatingPointError(f"training loss is {total} at epoch {epoch}")
         return total
+
+    def train_step(self, batch: Batch, clip: dict[str, Any] | None) -> float:
+        """One optimizer step on one batch; returns its loss."""
+        if self.model.needs_negatives:
+            batch.neg_item = torch.from_numpy(sample_negatives(batch.target.numpy(), self.data.n_items))
+        batch = batch.to(self.device)
+        self.optimizer.zero_grad()
+        loss = self.model.calculate_loss(batch)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), **clip)
+        self.optimizer.step()
+        return loss.item()
 
     @torch.no_grad()
     def evaluate(self, samples: SampleSet) -> dict[str, float]:
@@ -285,6 +301,28 @@ def prepare(config: Config, data: SequentialData | None = None) -> tuple[Sequent
     init_seed(config["seed"], config["reproducibility"])
     model = create_model(config.model, config, data)
     return data, model
+
+
+def measure_epoch_cost(config: Config, batches: int = 3) -> EpochCost:
+    """Time ``batches`` training steps (after one to warm up) and one validation pass (after one), with
+    the config's own model, batch size and threads. A model's separate stage (S3Rec's pretraining) is
+    not included: this is the cost of the epochs that train and validate."""
+    data, model = prepare(config)
+    trainer = Trainer(config, model, data)
+    size = min(int(config["train_batch_size"]), len(data.train))
+    # random rows, as an epoch's shuffled batches: a sample's cost grows with its history's length
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+    steps = [data.train.batch(order[(i * size) % len(order):][:size]) for i in range(batches + 1)]
+    model.train()
+    trainer.train_step(steps[0], None)
+    tic = time.perf_counter()
+    for batch in steps[1:]:
+        trainer.train_step(batch, None)
+    per_sample = (time.perf_counter() - tic) / sum(len(b) for b in steps[1:])
+    trainer.evaluate(data.valid)
+    tic = time.perf_counter()
+    trainer.evaluate(data.valid)
+    return EpochCost(len(data.train), per_sample, time.perf_counter() - tic, torch.get_num_threads())
 
 
 def train(

@@ -12,6 +12,7 @@ in which no trial finished exits 1 with the reason.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -27,15 +28,24 @@ from tuner.tracking.base import NullTracker, Tracker
 from tuner.trial import TrialRecord, TrialState
 
 
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():  # `kill`, `docker stop`: stop as Ctrl-C does
+        signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     request = resolve(argv)
     show_notes(request)
     if request.mlflow_uri:  # MLflow's import takes seconds: overlap it with the study's set-up
         threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
     plan = make_plan(request)
-    if not request.quiet:
+    if not request.quiet or request.dry_run:
         print(f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
               f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {plan.storage}", file=sys.stderr)
+        show_plan(request)
+    if request.dry_run:
+        return 0
     study = run_study(request, plan)
     best = write_results(request, study, request.output_file, "results.csv")
     print_summary(request, study.records, best)
@@ -59,6 +69,17 @@ class StudyRun:
     interrupted: bool
     tracker: Tracker
     study: Any  # the optuna.Study (plots)
+
+
+def show_plan(request: StudyRequest) -> None:
+    """The study plan with its estimated wall time (a measurement that fails only loses the estimate)."""
+    from tuner.plan import describe, estimate
+
+    try:
+        lines = describe(request, estimate(request))
+    except Exception as exc:  # noqa: BLE001 - e.g. a point too large to build: its trial will say so
+        lines = [f"plan: no estimate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def make_plan(request: StudyRequest) -> StudyPlan:

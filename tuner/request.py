@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020)
     ours.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     ours.add_argument("--quiet", action="store_true", help="no progress display; only the final summary")
+    ours.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                      help="print the study plan (trials, workers, estimated wall time) and exit; nothing runs")
     ray = p.add_argument_group("Ray Tune (--tool ray)")
     ray.add_argument("--ray-address", "--ray_address", dest="ray_address", default=None,
                      help="an existing cluster (auto, ray://host:10001); default: start a local Ray")
@@ -113,6 +115,7 @@ class StudyRequest:
     seeds: int
     sampler_seed: int
     quiet: bool
+    dry_run: bool
     ray: RayOptions
     mlflow_uri: str | None  # None: no tracking
     experiment: str
@@ -187,7 +190,7 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
         n_trials=n_trials, grid_points=points, workers=args.workers, threads_per_worker=threads,
         storage=args.storage, study_name=args.study_name or default_study_name(spec, algo, space),
         pruner=args.pruner, timeout=args.timeout, seeds=args.seeds, sampler_seed=args.sampler_seed,
-        quiet=args.quiet,
+        quiet=args.quiet, dry_run=args.dry_run,
         ray=RayOptions(args.ray_address, args.cpus_per_trial, args.gpus_per_trial, args.ray_storage,
                        args.reuse_actors),
         mlflow_uri=None if args.no_mlflow else tracking_uri(args.mlflow_uri),

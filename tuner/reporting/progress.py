@@ -35,6 +35,7 @@ class ProgressDisplay:
         self.start = time.monotonic()
         self._bar = None
         self._last: tuple[int, int, int, int] | None = None
+        self._done_before: int | None = None  # trials a resumed study had finished before this run
 
     def __call__(self, snap: StudyProgress) -> None:
         if self.quiet:
@@ -55,8 +56,10 @@ class ProgressDisplay:
         if key == self._last:
             return
         self._last = key
-        elapsed = time.monotonic() - self.start
-        eta = f"eta {elapsed / snap.done * (snap.total - snap.done):.0f}s" if snap.done else "eta -"
+        if self._done_before is None:
+            self._done_before = snap.done
+        elapsed, done_here = time.monotonic() - self.start, snap.done - self._done_before
+        eta = f"eta {elapsed / done_here * (snap.total - snap.done):.0f}s" if done_here > 0 else "eta -"
         print(f"[{snap.done}/{snap.total} trials, {states}{best}, {eta}]", file=self.stream, flush=True)
 
     def close(self) -> None:

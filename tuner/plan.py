@@ -1,0 +1,135 @@
+"""The study plan, shown before anything runs: trials, strategy, workers x threads, and the wall time
+the study will take, from a measured cost model.
+
+An epoch's cost is measured on this machine for the study's own model, data and shapes
+(``models.trainer.measure_epoch_cost``: a few warm training batches and one validation pass, at the
+threads each worker will get) and cached per model, dataset, shape and thread count, so the plan costs
+seconds once and nothing after. A trial is ``expected_epochs`` of those; the study is its trials
+spread over the workers. Above two hours the plan says so and names what would fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from models.data.datasets import cache_root
+from tuner.request import StudyRequest, cpu_count
+
+if TYPE_CHECKING:
+    from models.trainer import EpochCost
+
+# Epochs a trial trains until RecBole's early stop, where the space does not say: about 35 on ml-100k
+# for the seed's KSR space (issue 15's measurement). The learning-curve table
+# (bench/learning_curves.py) is the evidence that will replace this constant.
+EXPECTED_EPOCHS = 35
+LONG_STUDY_SECONDS = 2 * 3600
+SHAPE_KEYS = ("train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH")  # besides a model's int keys
+
+
+@dataclass(frozen=True)
+class StudyEstimate:
+    trials: int
+    workers: int
+    threads: int
+    epoch_seconds: float  # mean over the study's points
+    epochs_per_trial: float
+
+    @property
+    def trial_seconds(self) -> float:
+        return self.epoch_seconds * self.epochs_per_trial
+
+    @property
+    def study_seconds(self) -> float:
+        return math.ceil(self.trials / self.workers) * self.trial_seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def expected_epochs(request: StudyRequest) -> float:
+    return float(min(int(request.base["epochs"]), EXPECTED_EPOCHS))
+
+
+def shape_of(request: StudyRequest, params: dict[str, Any]) -> dict[str, Any]:
+    """The values that decide an epoch's cost (sizes, not rates): a model's integer keys and the batch
+    and sequence lengths."""
+    from models.config import config_fields
+
+    config = request.spec.config(params)
+    ints = {f.name for f in config_fields(request.spec.model) if f.kind is int}
+    return {key: config[key] for key in sorted(ints | set(SHAPE_KEYS)) if key in config and key != "seed"}
+
+
+def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int) -> EpochCost:
+    """The measured cost of one epoch of ``params`` at ``threads``, cached per machine and shape."""
+    import torch
+
+    from models.trainer import EpochCost, measure_epoch_cost
+
+    shape = shape_of(request, params)
+    key = {"model": request.spec.model, "dataset": request.spec.dataset,
+           "data_path": str(request.base.get("data_path")), "shape": shape, "threads": threads,
+           "machine": [platform.machine(), platform.processor(), platform.node()], "torch": torch.__version__}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+    path = cache_root() / "costs" / f"{request.spec.model}-{digest}.json"
+    if path.is_file():
+        return EpochCost(**json.loads(path.read_text())["cost"])
+    before = torch.get_num_threads()
+    try:
+        cost = measure_epoch_cost(request.spec.config({**params, "threads": threads}))
+    finally:
+        torch.set_num_threads(before)  # the driver's own threads stay as they were
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "cost": cost.__dict__}, indent=1, default=repr))
+    return cost
+
+
+def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate:
+    """The study's wall time with ``workers`` (default: the request's), each at its share of the cores."""
+    from tuner.space import decode_value
+
+    workers = workers or request.workers
+    threads = max(1, cpu_count() // workers) if workers > 1 else (request.threads_per_worker or cpu_count())
+    points = request.grid_points or (request.space.grid() if request.algo == "grid" else [{}])
+    by_shape: dict[str, tuple[dict[str, Any], int]] = {}
+    for point in points:
+        params = {k: decode_value(v) for k, v in point.items()}
+        shape = json.dumps(shape_of(request, params), sort_keys=True, default=repr)
+        first, count = by_shape.get(shape, (params, 0))
+        by_shape[shape] = (first, count + 1)
+    total = sum(epoch_cost(request, params, threads).epoch_seconds * n for params, n in by_shape.values())
+    return StudyEstimate(request.n_trials, workers, threads, total / len(points), expected_epochs(request))
+
+
+def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
+    """The plan as the user reads it, with alternatives when the study is long."""
+    e = plan_estimate
+    pruning = "" if request.pruner == "none" else f", {request.pruner} pruning (less: weak trials stop early)"
+    lines = [f"plan: {e.trials} trials ({request.algo}{pruning}) on {e.workers} worker(s) x {e.threads} thread(s); "
+             f"an epoch ~{format_duration(e.epoch_seconds)} (measured here), ~{e.epochs_per_trial:.0f} epochs per "
+             f"trial (early stop or the epochs cap), a trial ~{format_duration(e.trial_seconds)}: "
+             f"the study ~{format_duration(e.study_seconds)}"]
+    if e.study_seconds <= LONG_STUDY_SECONDS:
+        return lines
+    per_trial = e.study_seconds / e.trials
+    fit = max(1, int(LONG_STUDY_SECONDS / per_trial))
+    lines.append(f"note: this study takes about {format_duration(e.study_seconds)}, over 2 h. What fits in 2 h:")
+    lines.append(f"  - {fit} of the {e.trials} points: --timeout 7200 --grid-order random runs an unbiased "
+                 "sample of the grid (the same command later resumes it), or a smaller space")
+    for workers in sorted({2, max(2, cpu_count())} - {e.workers}):
+        other = estimate(request, workers)
+        lines.append(f"  - --workers {workers}: ~{format_duration(other.study_seconds)}")
+    if request.pruner == "none":
+        lines.append("  - --pruner median or --pruner hyperband: weak trials stop after a few epochs")
+    return lines
+
