@@ -159,25 +159,34 @@ def has_work(store: StudyStore, plan: StudyPlan) -> bool:
 
 # -- worker processes -----------------------------------------------------------------------
 
+HARD_EXIT_SECONDS = 15.0
+
+
 def _interrupt_once(signum: int, frame: Any) -> None:
-    """SIGINT (Ctrl-C) or SIGTERM (the driver stopping, or dying): interrupt the running trial once;
-    the trial is queued again and the worker exits. Later signals are ignored while it cleans up."""
+    """SIGINT (Ctrl-C) or SIGTERM (the driver stopping): interrupt the running trial once; it is queued
+    again and the worker exits. Later signals are ignored while it cleans up, and a timer makes sure it
+    does exit: an interrupt that lands inside a storage call can leave that call waiting on its own
+    connection's lock (the driver, or the next run, then retries what the worker left RUNNING)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    timer = threading.Timer(HARD_EXIT_SECONDS, os._exit, args=(130,))
+    timer.daemon = True  # a worker that finishes its cleanup in time exits without waiting for it
+    timer.start()
     raise KeyboardInterrupt
 
 
 def die_with_parent(parent: int) -> None:
     """A worker must not outlive its driver (``kill -9`` of the driver would leave it running a study
-    nobody supervises): the kernel sends SIGTERM when the parent dies (Linux), and a watchdog thread
-    checks the parent pid on other systems or if the parent died before the request took effect."""
+    nobody supervises): the kernel kills it when the parent dies (Linux's PR_SET_PDEATHSIG), and a
+    watchdog thread does the same where that is missing or the parent died before the request. Its
+    trial stays RUNNING, and the next run of the command retries it (its process is gone)."""
     with contextlib.suppress(AttributeError, OSError):  # no prctl: the watchdog alone
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
