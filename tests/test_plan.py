@@ -51,3 +51,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(workdir: Path) -> None:
     assert "plan: 2 trials (grid) on 1 worker(s)" in proc.stderr and "the study ~" in proc.stderr
     assert "~3 epochs per trial" in proc.stderr
     assert set(workdir.iterdir()) == before  # no storage, no tracking store, no result file: nothing ran
+
+
+def test_progress_lines_use_the_plan_until_this_run_finishes_a_trial() -> None:
+    import io
+
+    from tuner.reporting.progress import ProgressDisplay, StudyProgress
+
+    out = io.StringIO()  # not a terminal: one plain line per change
+    display = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=10.0)
+    display(StudyProgress(total=4, done=0, pruned=0, failed=0, running=2, best=None))
+    display(StudyProgress(total=4, done=0, pruned=0, failed=0, running=2, best=None))  # no change: no line
+    display(StudyProgress(total=4, done=1, pruned=0, failed=0, running=2, best=0.25))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[0/4 trials, 2 running, 0 pruned, 0 failed, eta ~") and lines[0].endswith("s (plan)]")
+    assert "best MRR@10 0.2500, eta " in lines[1] and "nan" not in out.getvalue() and "(plan)" not in lines[1]

@@ -40,13 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if request.mlflow_uri:  # MLflow's import takes seconds: overlap it with the study's set-up
         threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
     plan = make_plan(request)
+    seconds_per_trial = None
     if not request.quiet or request.dry_run:
         print(f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
               f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {plan.storage}", file=sys.stderr)
-        show_plan(request)
+        seconds_per_trial = show_plan(request)
     if request.dry_run:
         return 0
-    study = run_study(request, plan)
+    study = run_study(request, plan, seconds_per_trial)
     best = write_results(request, study, request.output_file, "results.csv")
     print_summary(request, study.records, best)
     if study.interrupted:
@@ -71,15 +72,18 @@ class StudyRun:
     study: Any  # the optuna.Study (plots)
 
 
-def show_plan(request: StudyRequest) -> None:
-    """The study plan with its estimated wall time (a measurement that fails only loses the estimate)."""
+def show_plan(request: StudyRequest) -> float | None:
+    """Print the study plan with its estimated wall time; returns the planned seconds per finished trial
+    (None when the measurement failed: e.g. a point too large to build, which its trial will report)."""
     from tuner.plan import describe, estimate
 
     try:
-        lines = describe(request, estimate(request))
-    except Exception as exc:  # noqa: BLE001 - e.g. a point too large to build: its trial will say so
-        lines = [f"plan: no estimate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"]
-    print("\n".join(lines), file=sys.stderr, flush=True)
+        planned = estimate(request)
+    except Exception as exc:  # noqa: BLE001 - the plan loses its estimate, the study still runs
+        print(f"plan: no estimate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=sys.stderr)
+        return None
+    print("\n".join(describe(request, planned)), file=sys.stderr, flush=True)
+    return planned.study_seconds / max(planned.trials, 1)
 
 
 def make_plan(request: StudyRequest) -> StudyPlan:
@@ -103,13 +107,13 @@ def make_backend(request: StudyRequest) -> Backend:
     return OptunaBackend()
 
 
-def run_study(request: StudyRequest, plan: StudyPlan) -> StudyRun:
+def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float | None = None) -> StudyRun:
     """Prepare, track and run one study (Ctrl-C included: its trials are collected as stored)."""
     backend = make_backend(request)
     backend.prepare(plan)
     tracker = start_tracking(request, plan)
     plan.tracker = tracker.handle()
-    display = ProgressDisplay(request.valid_metric, request.quiet)
+    display = ProgressDisplay(request.valid_metric, request.quiet, planned_seconds_per_trial=seconds_per_trial)
     try:
         records, interrupted = backend.run(plan, display), False
     except KeyboardInterrupt:

@@ -28,8 +28,10 @@ ProgressCallback = Callable[[StudyProgress], None]
 class ProgressDisplay:
     """tqdm on a terminal, a line per change otherwise, nothing with ``quiet``."""
 
-    def __init__(self, metric: str, quiet: bool = False, stream: object = None) -> None:
+    def __init__(self, metric: str, quiet: bool = False, stream: object = None,
+                 planned_seconds_per_trial: float | None = None) -> None:
         self.metric = metric
+        self.planned = planned_seconds_per_trial  # the plan's estimate, until this run finishes a trial
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
@@ -59,7 +61,12 @@ class ProgressDisplay:
         if self._done_before is None:
             self._done_before = snap.done
         elapsed, done_here = time.monotonic() - self.start, snap.done - self._done_before
-        eta = f"eta {elapsed / done_here * (snap.total - snap.done):.0f}s" if done_here > 0 else "eta -"
+        if done_here > 0:
+            eta = f"eta {elapsed / done_here * (snap.total - snap.done):.0f}s"
+        elif self.planned is not None:
+            eta = f"eta ~{max(0.0, self.planned * (snap.total - snap.done) - elapsed):.0f}s (plan)"
+        else:
+            eta = "eta -"
         print(f"[{snap.done}/{snap.total} trials, {states}{best}, {eta}]", file=self.stream, flush=True)
 
     def close(self) -> None:
