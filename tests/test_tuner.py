@@ -141,6 +141,8 @@ def test_median_pruning_stops_a_hopeless_config(workdir: Path) -> None:
         ("learning_rate uniform 0.1,0.2", ["--algo", "grid"], "--algo grid needs every parameter to be a choice"),
         ("learning_rate choice [0.1]", ["--lernin_rate=3"], "unknown config key 'lernin_rate'"),
         ("learning_rate choice [0.1]", ["--data_path=/nowhere"], "/nowhere: no toy.inter here or in /nowhere/toy"),
+        ("learning_rate choice [0.1]", ["--budget", "90"], "--budget: expected a duration like 90m, 2h or 1h30m"),
+        ("learning_rate choice [0.1]", ["--budget", "1h30m", "--timeout", "60"], "--timeout and --budget both"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(workdir: Path, space: str, args, fragment) -> None:
@@ -267,3 +269,38 @@ def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path, tool: st
     summary = [line for line in proc.stdout.splitlines() if line.startswith(("1. ", "2. "))]
     assert len(summary) == 2 and all("± 0.0000," not in line and "seeds [2020, 2021, 2022]" in line
                                      for line in summary)
+
+
+def test_durations() -> None:
+    from models.errors import SeqtuneError
+    from tuner.request import parse_duration
+
+    assert [parse_duration(t) for t in ("90m", "2h", "1h30m", "45s", "1.5h", "1h0m30s")] == [
+        5400, 7200, 5400, 45, 5400, 3630]
+    for bad in ("", "90", "m", "1x", "0m", "1m1h"):
+        with pytest.raises(SeqtuneError, match="--budget"):
+            parse_duration(bad)
+
+
+def test_a_budget_stops_the_study_and_the_same_command_continues_it(workdir: Path) -> None:
+    """Run 1: a trial that cannot finish in 4 s is stopped at its next epoch and queued again (FAIL,
+    with the reason); nothing is lost. Run 2, with a new budget: successive halving gives every grid
+    point its first rung exactly once, and the study ends with each point once."""
+    (workdir / "h.test").write_text(KILL_SPACE)
+    common = ["--params_file", "h.test", f"--storage=sqlite:///{workdir / 's.db'}", "--study-name", "budget",
+              "--no-mlflow", "--stopping_step=100000"]
+    first = run_hyper(workdir, *common, "--epochs=100000", "--budget", "4s")
+    assert first.returncode == 1, first.stderr  # no trial finished in 4 s: said, not hidden
+    assert "budget spent: 4 trial(s) still to run" in first.stderr
+    rows = study_rows(workdir / "s.db")
+    assert [s for _, s, _ in rows].count("FAIL") == 1 and [s for _, s, _ in rows].count("WAITING") == 4
+    stopped = [r for r in csv.DictReader((workdir / "results.csv").open()) if r["state"] == "FAIL"]
+    assert len(stopped) == 1 and stopped[0]["error"].startswith("stopped: the budget was spent")
+
+    second = run_hyper(workdir, *common, "--epochs=3", "--budget", "10m")
+    assert second.returncode == 0, second.stderr
+    rows = study_rows(workdir / "s.db")
+    ran = [tuple(sorted(p.items())) for _, s, p in rows if s in ("COMPLETE", "PRUNED")]
+    assert len(ran) == 4 and len(set(ran)) == 4  # every point's first rung once, none twice
+    assert "COMPLETE" in [s for _, s, _ in rows] and "WAITING" not in [s for _, s, _ in rows]
+    assert "budget spent" not in second.stderr

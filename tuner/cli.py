@@ -22,6 +22,7 @@ from typing import Any
 
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
+from tuner.plan import format_duration
 from tuner.reporting.progress import ProgressDisplay
 from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if study.interrupted:
         print(f"interrupted: resume with the same command (study {plan.study_name!r})", file=sys.stderr)
         return 130
+    waiting = sum(r.state == TrialState.WAITING for r in study.records)
+    if plan.budget and waiting:
+        more = f" (about {format_duration(waiting * seconds_per_trial)} more)" if seconds_per_trial else ""
+        print(f"budget spent: {waiting} trial(s) still to run{more}; the same command with a new --budget "
+              f"continues (study {plan.study_name!r})", file=sys.stderr)
     if best is None:
         print(f"error: {no_result_reason(study.records)}", file=sys.stderr)
         return 1
@@ -91,7 +97,8 @@ def make_plan(request: StudyRequest) -> StudyPlan:
         spec=request.spec, space=request.space, study_name=request.study_name, storage=request.storage,
         algo=request.algo, n_trials=request.n_trials, direction_bigger=request.bigger,
         valid_metric=request.valid_metric, pruner=request.pruner, workers=request.workers,
-        threads_per_worker=request.threads_per_worker, timeout=request.timeout, sampler_seed=request.sampler_seed,
+        threads_per_worker=request.threads_per_worker, timeout=request.timeout, budget=request.budget,
+        sampler_seed=request.sampler_seed,
         max_epochs=int(request.base["epochs"]), points=request.grid_points)
 
 

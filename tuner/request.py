@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,18 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     ours = p.add_argument_group("seqtune's flags")
     ours.add_argument("--algo", choices=["grid", "tpe", "random"], default=None,
                       help="search algorithm (default: grid for an all-choice space, else tpe)")
-    ours.add_argument("--grid-order", "--grid_order", dest="grid_order", choices=["file", "random"], default="file",
+    ours.add_argument("--grid-order", "--grid_order", dest="grid_order", choices=["file", "random"], default=None,
                       help="a grid's run order: the file's, or shuffled by --sampler-seed as RecBole's exhaustive "
-                           "search does (a study stopped early has then sampled the grid without bias)")
+                           "search does (a study stopped early has then sampled the grid without bias); default: "
+                           "random with --budget, else file")
     ours.add_argument("--n-trials", "--n_trials", dest="n_trials", type=int, default=None,
                       help="trial budget (default: the grid size, or 100 as RecBole's max_evals)")
     ours.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    ours.add_argument("--budget", default=None, metavar="DURATION",
+                      help="wall time for this run (90m, 2h, 1h30m): successive halving over epochs (every point "
+                           "gets a first epoch, the best third go on, ...); at the end of the budget nothing new "
+                           "starts and running trials stop at their next epoch and are queued again; the same "
+                           "command resumes with a new budget")
     ours.add_argument("--workers", type=int, default=1, help="parallel workers (processes, or Ray trials at once)")
     ours.add_argument("--storage", default=DEFAULT_STORAGE,
                       help="Optuna storage: a sqlite file (one host) or postgresql://... (many hosts)")
     ours.add_argument("--study-name", "--study_name", dest="study_name", default=None,
                       help="the same name resumes a study (default: derived from model, dataset, space, config)")
-    ours.add_argument("--pruner", choices=["none", "median", "hyperband", "asha"], default="none",
+    ours.add_argument("--pruner", choices=["none", "median", "hyperband", "halving", "asha"], default="none",
                       help="stop unpromising trials early on the validation metric")
     ours.add_argument("--seeds", type=int, default=0, help="re-run the top 3 configs with N seeds: mean and std")
     ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020)
@@ -111,7 +118,8 @@ class StudyRequest:
     storage: str
     study_name: str
     pruner: str
-    timeout: float | None
+    timeout: float | None  # --timeout or --budget, in seconds
+    budget: bool  # the timeout is a budget: trials still running at its end are stopped
     seeds: int
     sampler_seed: int
     quiet: bool
@@ -175,13 +183,15 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
     notes = [f"warning: {w}" for w in base.warnings]
     if args.display_file:
         notes.append("warning: --display_file is not written; compare trials in MLflow or optuna-dashboard")
+    budget = parse_duration(args.budget) if args.budget is not None else None
+    pruner = args.pruner if args.pruner != "none" or budget is None else ("asha" if tool == "ray" else "halving")
     points = None
     n_trials = args.n_trials or (space.grid_size if algo == "grid" else 100)
     if algo == "grid":
         if args.n_trials:
             notes.append("note: a grid runs every point; --n-trials is ignored")
         n_trials = space.grid_size
-        if args.grid_order == "random":
+        if (args.grid_order or ("random" if budget else "file")) == "random":
             points = space.grid()
             random.Random(args.sampler_seed).shuffle(points)
     threads = max(1, cpu_count() // args.workers) if args.workers > 1 else int(base.get("threads") or 0)
@@ -189,7 +199,8 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
         spec=spec, base=base, space=space, output_file=Path(args.output_file), tool=tool, algo=algo,
         n_trials=n_trials, grid_points=points, workers=args.workers, threads_per_worker=threads,
         storage=args.storage, study_name=args.study_name or default_study_name(spec, algo, space),
-        pruner=args.pruner, timeout=args.timeout, seeds=args.seeds, sampler_seed=args.sampler_seed,
+        pruner=pruner, timeout=budget or args.timeout, budget=budget is not None, seeds=args.seeds,
+        sampler_seed=args.sampler_seed,
         quiet=args.quiet, dry_run=args.dry_run,
         ray=RayOptions(args.ray_address, args.cpus_per_trial, args.gpus_per_trial, args.ray_storage,
                        args.reuse_actors),
@@ -206,10 +217,27 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
         raise SeqtuneError("--seeds must be >= 0")
     if args.timeout is not None and args.timeout <= 0:
         raise SeqtuneError("--timeout must be > 0 seconds")
+    if args.timeout is not None and args.budget is not None:
+        raise SeqtuneError("--timeout and --budget both limit the run's time: give one")
     if args.pruner == "asha" and tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
-    if tool == "ray" and args.pruner in ("median", "hyperband"):
+    if tool == "ray" and args.pruner in ("median", "hyperband", "halving"):
         raise SeqtuneError(f"--pruner {args.pruner} is Optuna's; with --tool ray use --pruner asha")
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """``90m``, ``2h``, ``1h30m``, ``45s`` -> seconds; anything else is one clear error."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not match or not any(match.groups()):
+        raise SeqtuneError(f"--budget: expected a duration like 90m, 2h or 1h30m, got {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise SeqtuneError(f"--budget must be longer than zero, got {text!r}")
+    return total
 
 
 def preflight(spec: StudySpec, space: SearchSpace) -> None:

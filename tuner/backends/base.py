@@ -29,10 +29,11 @@ class StudyPlan:
     n_trials: int
     direction_bigger: bool
     valid_metric: str
-    pruner: str = "none"  # none | median | hyperband | asha
+    pruner: str = "none"  # none | median | hyperband | halving | asha
     workers: int = 1
     threads_per_worker: int = 0  # 0: torch's default
     timeout: float | None = None  # stop starting trials after this many seconds
+    budget: bool = False  # the timeout is a budget: trials still running at its end stop and are queued again
     sampler_seed: int = 2020
     max_epochs: int = 300
     points: list[dict[str, Any]] | None = None  # a grid's points in run order (default: the file's order)

@@ -12,6 +12,7 @@ the study like an Optuna worker does; ASHA (``--pruner asha``) stops weak trials
 from __future__ import annotations
 
 import os
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,6 @@ class RayBackend(Backend):
         todo = remaining(store.trials(), plan)
         if todo == 0:
             return self.collect(plan)
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C raises here, as under Optuna
         local = not ray.is_initialized() and not self.address
         if not ray.is_initialized():
             for key, value in LOOPBACK_ENV.items():  # keep a local Ray's sockets on 127.0.0.1
@@ -165,14 +165,22 @@ class RayBackend(Backend):
             run_config=tune.RunConfig(name=f"{plan.study_name}-{os.getpid()}", storage_path=str(root), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+        started = time.time()
         try:
+            # Ctrl-C: Tune's own handler ends the run at a safe point (never inside a storage call)
             with ProgressPoller(lambda: snapshot(store.trials(), plan), progress):
                 tuner.fit()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C while Tune stops
             if local:
-                ray.shutdown()  # stop this driver's trials before their trials are queued again
+                ray.shutdown()  # stop this driver's trials before they are queued again
             store.retry_own("interrupted; queued again for the resume")
             raise
+        # trials Tune stopped (Ctrl-C, or the time limit) are still RUNNING in the study: queue them again
+        timed_out = plan.timeout is not None and time.time() - started >= plan.timeout
+        reason = "stopped: the budget was spent" if plan.budget else ("stopped at --timeout" if timed_out
+                                                                       else "interrupted")
+        if store.retry_own(f"{reason}; queued again for the resume") and not timed_out:
+            raise KeyboardInterrupt
         return self.collect(plan)
 
 

@@ -88,6 +88,8 @@ def make_pruner(plan: StudyPlan) -> Any:
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     if plan.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(plan.max_epochs, 3))
+    if plan.pruner == "halving":  # every trial gets 1 epoch; at 3, 9, 27, ... only the best third go on
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -228,12 +230,13 @@ class StudyStore:
                 reaped += 1
         return reaped
 
-    def retry_own(self, reason: str) -> None:
-        """Retry the RUNNING trials of this very process (its run was interrupted)."""
+    def retry_own(self, reason: str) -> int:
+        """Retry the RUNNING trials of this very process (its run was interrupted); returns how many."""
         me = this_worker()
-        for trial in self.trials([TrialState.RUNNING]):
-            if trial.user_attrs.get(WORKER_ATTR) == me:
-                self.retry(trial.number, reason)
+        own = [t.number for t in self.trials([TrialState.RUNNING]) if t.user_attrs.get(WORKER_ATTR) == me]
+        for number in own:
+            self.retry(number, reason)
+        return len(own)
 
     def fail_stale(self) -> None:
         """Optuna's heartbeat check: trials of other hosts silent past the grace period are retried."""

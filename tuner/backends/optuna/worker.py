@@ -79,16 +79,25 @@ def claiming_store(store: StudyStore, plan: StudyPlan, worker: str) -> StudyStor
     return claiming
 
 
+class BudgetSpent(Exception):
+    """A trial stopped at the end of ``--budget`` (recorded FAIL; its copy waits for the resume)."""
+
+
 class OptunaReporter(Reporter):
-    def __init__(self, trial: optuna.Trial) -> None:
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, stop_at: float | None = None) -> None:
+        self.trial, self.stop_at = trial, stop_at
+        self.out_of_budget = False
 
     def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool:
         self.trial.report(valid_score, epoch)
+        if self.stop_at is not None and time.time() >= self.stop_at:
+            self.out_of_budget = True
+            return True
         return self.trial.should_prune()
 
 
-def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: Tracker) -> float:
+def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: Tracker,
+              stop_at: float | None = None) -> float:
     """The shared objective under Optuna: sample, train, store the record; PRUNED raises TrialPruned.
 
     An interrupt anywhere in here (Ctrl-C, the driver's SIGTERM) queues the trial again: Optuna then
@@ -96,17 +105,23 @@ def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: 
     import optuna
 
     tic = time.perf_counter()
+    reporter = OptunaReporter(trial, stop_at)
     try:
         params = plan.space.to_config_values({name: p.distribution.suggest(trial, name)
                                               for name, p in plan.space.parameters.items()})
         try:
-            record = run_trial(plan.spec, params, trial.number, OptunaReporter(trial), tracker,
+            record = run_trial(plan.spec, params, trial.number, reporter, tracker,
                                on_run=partial(trial.set_user_attr, "run_id"))
         except Exception as exc:
             store.set_attrs(trial.number, {"error": failure_message(exc), "traceback": traceback.format_exc()[-4000:],
                                            "seconds": round(time.perf_counter() - tic, 3), "config_params": params})
             raise  # optimize(catch=...) records it FAIL and the study goes on
+        if reporter.out_of_budget:
+            record.error = "stopped: the budget was spent; queued again for the resume"
         store.set_attrs(trial.number, record.attrs())
+        if reporter.out_of_budget:
+            store.queue_again(trial.number)
+            raise BudgetSpent(record.error)
     except KeyboardInterrupt:
         trial.set_user_attr("error", "interrupted; queued again for the resume")
         store.queue_again(trial.number)
@@ -145,8 +160,9 @@ def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore
                                                               optuna.trial.TrialState.PRUNED))]
     timeout = None if deadline is None else max(0.0, deadline - time.time())
     with contextlib.suppress(NothingToRun):  # the grid is exhausted, or the budget taken
-        store.study.optimize(partial(objective, plan=plan, store=store, tracker=tracker), catch=(Exception,),
-                       callbacks=callbacks, timeout=timeout)
+        stop_at = deadline if plan.budget else None
+        store.study.optimize(partial(objective, plan=plan, store=store, tracker=tracker, stop_at=stop_at),
+                             catch=(Exception,), callbacks=callbacks, timeout=timeout)
 
 
 def has_work(store: StudyStore, plan: StudyPlan) -> bool:
