@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from models.data.datasets import cache_root
 from models.errors import SeqtuneError
 from models.utils import file_lock
-from tuner.backends.optuna.records import counted
+from tuner.backends.optuna.records import counted, remaining
 from tuner.backends.optuna.storage import (
     WORKER_ATTR,
     StudyStore,
@@ -151,7 +151,7 @@ def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore
     store = claiming_store(store or StudyStore.open(plan, create=False), plan, this_worker())
     with file_lock(lock_path(plan.storage)):
         store.reap_dead()
-    if not has_work(store, plan):
+    if not remaining(store.trials(), plan):  # nothing for a worker joining now: no warm-up
         return
     warm_up(plan.spec)
     tracker = open_tracker(plan.tracker)  # one tracking client per worker (MLflow's import paid here)
@@ -163,14 +163,6 @@ def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore
         stop_at = deadline if plan.budget else None
         store.study.optimize(partial(objective, plan=plan, store=store, tracker=tracker, stop_at=stop_at),
                              catch=(Exception,), callbacks=callbacks, timeout=timeout)
-
-
-def has_work(store: StudyStore, plan: StudyPlan) -> bool:
-    """Whether a worker joining now would get a trial (then it is worth warming up)."""
-    trials = store.trials()
-    if any(t.state.name == "WAITING" for t in trials):
-        return True
-    return plan.algo != "grid" and counted(trials, include_running=True) < plan.n_trials
 
 
 # -- worker processes -----------------------------------------------------------------------
