@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import re
 import sys
 from collections.abc import Sequence
@@ -192,8 +191,7 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
             notes.append("note: a grid runs every point; --n-trials is ignored")
         n_trials = space.grid_size
         if (args.grid_order or ("random" if budget else "file")) == "random":
-            points = space.grid()
-            random.Random(args.sampler_seed).shuffle(points)
+            points = space.shuffled_grid(args.sampler_seed)
     threads = max(1, cpu_count() // args.workers) if args.workers > 1 else int(base.get("threads") or 0)
     return StudyRequest(
         spec=spec, base=base, space=space, output_file=Path(args.output_file), tool=tool, algo=algo,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -157,6 +158,12 @@ class SearchSpace:
             assert isinstance(param.distribution, Choice)
             combos = [{**c, name: encode_choice(v)} for c in combos for v in param.distribution.values]
         return combos
+
+    def shuffled_grid(self, seed: int) -> list[dict[str, Any]]:
+        """The grid in a seeded random order (as RecBole's exhaustive search draws it without replacement)."""
+        points = self.grid()
+        random.Random(seed).shuffle(points)
+        return points
 
     @property
     def grid_size(self) -> int:

@@ -61,6 +61,17 @@ class RayReporter(Reporter):
         return False  # Ray's scheduler stops a trial itself
 
 
+def asha_scheduler(plan: StudyPlan) -> Any:
+    """Ray's ASHA for ``--pruner asha`` (None otherwise): every trial gets an epoch, then at epochs 2, 4,
+    8, ... only the better half of those that reached it go on. bench/replay.py replays this scheduler."""
+    if plan.pruner != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="epoch", metric=SCORE, mode="max" if plan.direction_bigger else "min",
+                         max_t=max(plan.max_epochs, 2) + 1, grace_period=1, reduction_factor=2)
+
+
 def ray_trial(config: dict[str, Any], plan: StudyPlan, threads: int) -> None:
     """One Ray trial: the shared objective, its record stored in the study, the final score reported."""
     from ray import tune
@@ -145,12 +156,7 @@ class RayBackend(Backend):
             extra = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if local else {}
             ray.init(address=self.address, log_to_driver=False, configure_logging=False, **extra)
         driver = this_worker()
-        scheduler = None
-        if plan.pruner == "asha":
-            from ray.tune.schedulers import ASHAScheduler
-
-            scheduler = ASHAScheduler(time_attr="epoch", metric=SCORE, mode="max" if plan.direction_bigger else "min",
-                                      max_t=max(plan.max_epochs, 2) + 1, grace_period=1, reduction_factor=2)
+        scheduler = asha_scheduler(plan)
         portable = _portable_plan(plan)
         trainable = tune.with_parameters(ray_trial, plan=portable, threads=max(1, int(self.cpus_per_trial)))
         root = Path(self.storage_path or Path.cwd() / "ray_results").resolve()  # Ray needs an absolute path

@@ -1,0 +1,473 @@
+"""Replay search strategies on the learning-curve table (issue 15): which strategy finds a config as
+good as the grid's best soonest, with how many workers, against RecBole's exhaustive search.
+
+    python bench/replay.py measure             # per-epoch costs on this machine (quiet machine: ~4 min)
+    python bench/replay.py run [--seeds 20]    # bench/results/replay.json, docs/img/replay_anytime.png
+
+The table (bench/learning_curves.py) holds, for every point of the seed's GRU4Rec learning_rate x
+dropout_prob grid, the valid MRR@10 of every epoch up to RecBole's early stop and the test MRR@10 of
+the best epoch. A replay is an event simulation of one study over that table on a virtual clock: its
+workers start trials, each epoch takes the measured cost, and after each epoch the strategy decides
+whether the trial goes on. The decisions are the tool's own: the same Optuna sampler and pruner objects
+(``make_sampler`` / ``make_pruner``), the same grid order (``SearchSpace.shuffled_grid``) and Ray's own
+ASHA scheduler as the Ray backend builds it (``asha_scheduler``). So a replay is what the real tool
+would do if every epoch cost exactly the measurement; bench/replay.py check compares it with real runs.
+
+Costs (``measure``): one worker at both cores (2 threads) for a 1-worker study; two 1-thread workers
+running together for 2 workers (they share caches and memory bandwidth, so each is measured while the
+other runs); 8 workers assume a machine with 8 such cores, each worker as one of the two here. RecBole
+runs serially at ours x its measured paired ratio (bench/results/speed_gru4rec.json: train and eval
+separately) plus its per-trial set-up (Config, dataset and loaders are rebuilt every trial).
+
+RecBole's exhaustive search (../shared/spec/tuning.md §3): the grid in random order without
+replacement, one trial after another, stopped by hyperopt's no_progress_loss(10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tuner.space import SearchSpace, parse_space_file  # noqa: E402
+
+TABLE = ROOT / "bench" / "results" / "learning_curves_gru4rec.json"
+SPACE = ROOT / "bench" / "spaces" / "gru4rec_lr_dropout.test"
+COSTS = ROOT / "bench" / "results" / "replay_costs.json"
+SPEED = ROOT / "bench" / "results" / "speed_gru4rec.json"
+OUT = ROOT / "bench" / "results" / "replay.json"
+PNG = ROOT / "docs" / "img" / "replay_anytime.png"
+METRIC = "mrr@10"
+WITHIN = 0.01  # "as good as the grid's best": valid MRR@10 within 1 %
+RECBOLE_STOP = 10  # hyperopt no_progress_loss(10)
+RECBOLE_SETUP_S = 2.6  # ../shared/recbole-reference.md: Config + dataset + dataloaders per trial, 2 cores
+MEASURE_OVERRIDES = {"num_layers": 1, "hidden_size": 128, "seed": 2020, "epochs": 3}
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Point:
+    params: dict[str, Any]
+    valid: tuple[float, ...]  # valid MRR@10 per epoch, up to the early stop (or the 50-epoch cap)
+    best_valid: float  # the trial's result: its best epoch's valid MRR@10
+    test: float  # test MRR@10 of the best epoch
+
+    @property
+    def key(self) -> tuple:
+        return tuple(sorted(self.params.items()))
+
+
+def load_table(path: Path = TABLE) -> tuple[list[Point], dict[str, Any]]:
+    table = json.loads(path.read_text())
+    points = [Point(params=row["params"], valid=tuple(e["valid_result"][METRIC] for e in row["curve"]),
+                    best_valid=row["best_valid_result"][METRIC], test=row["test_result"][METRIC])
+              for row in table["trials"]]
+    return points, table
+
+
+def grid_best(points: list[Point]) -> Point:
+    """The grid's answer: the best valid MRR@10 (the first of ties in table order)."""
+    return max(points, key=lambda p: p.best_valid)
+
+
+# --- costs -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrialCost:
+    """Seconds of one trial's parts, for one kind of worker."""
+
+    train: float  # one training epoch
+    valid: float  # one validation (also the test evaluation at a trial's end: one item per user too)
+    setup: float  # before the first epoch: config, data from its cache, model
+
+    def epochs(self, n: int) -> float:
+        return n * (self.train + self.valid)
+
+
+@dataclass(frozen=True)
+class Costs:
+    serial: TrialCost  # one worker, 2 threads
+    parallel: TrialCost  # each of two 1-thread workers running together
+    recbole: TrialCost  # RecBole 1.2.1, serial, 2 threads
+
+    def for_workers(self, workers: int) -> TrialCost:
+        return self.serial if workers == 1 else self.parallel
+
+    @staticmethod
+    def load(path: Path = COSTS) -> Costs:
+        data = json.loads(path.read_text())
+        return Costs(**{k: TrialCost(**data[k]) for k in ("serial", "parallel", "recbole")})
+
+
+# --- strategies and one replay -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    algo: str  # grid | random | tpe (the tool's --algo)
+    pruner: str = "none"  # the tool's --pruner
+    recbole: bool = False
+
+    @property
+    def command(self) -> str:
+        if self.recbole:
+            return "RecBole 1.2.1 run_hyper (exhaustive)"
+        order = " --grid-order random" if self.algo == "grid" else ""
+        pruner = f" --pruner {self.pruner}" if self.pruner != "none" else ""
+        tool = " --tool ray" if self.pruner == "asha" else ""
+        return f"--algo {self.algo}{order}{pruner}{tool}"
+
+
+STRATEGIES = [
+    Strategy("RecBole exhaustive + early stop", "grid", recbole=True),
+    Strategy("grid", "grid"),
+    Strategy("grid + median", "grid", "median"),
+    Strategy("successive halving", "grid", "halving"),
+    Strategy("Hyperband", "grid", "hyperband"),
+    Strategy("ASHA (Ray)", "grid", "asha"),
+    Strategy("random", "random"),
+    Strategy("TPE", "tpe"),
+    Strategy("TPE + Hyperband", "tpe", "hyperband"),
+]
+
+
+@dataclass
+class Replay:
+    strategy: str
+    workers: int
+    seed: int
+    finished: list[tuple[float, float, float]] = field(default_factory=list)  # (time, valid, test), COMPLETE
+    wall: float = 0.0
+    trials: int = 0
+    pruned: int = 0
+    epochs: int = 0
+
+    def time_to(self, target: float) -> float | None:
+        return next((t for t, valid, _ in self.finished if valid >= target), None)
+
+    def chosen(self) -> tuple[float, float, float] | None:
+        """The study's answer: its best finished trial (the first of ties)."""
+        best = None
+        for item in self.finished:
+            if best is None or item[1] > best[1]:
+                best = item
+        return best
+
+    def best_at(self, t: float) -> float | None:
+        scores = [valid for finish, valid, _ in self.finished if finish <= t]
+        return max(scores) if scores else None
+
+
+def replay_recbole(points: list[Point], cost: TrialCost, seed: int) -> Replay:
+    """RecBole: the grid in random order, serial, each trial to its early stop, until 10 trials in a row
+    bring no improvement (hyperopt's no_progress_loss counts the first trial as one)."""
+    import random
+
+    order = list(points)
+    random.Random(seed).shuffle(order)
+    run = Replay(STRATEGIES[0].name, 1, seed)
+    best, no_progress = None, 0
+    for point in order:
+        run.wall += cost.setup + cost.epochs(len(point.valid)) + cost.valid
+        run.trials += 1
+        run.epochs += len(point.valid)
+        run.finished.append((run.wall, point.best_valid, point.test))
+        if best is None:
+            best, no_progress = point.best_valid, 1
+        elif point.best_valid > best:
+            best, no_progress = point.best_valid, 0
+        else:
+            no_progress += 1
+        if no_progress >= RECBOLE_STOP:
+            break
+    return run
+
+
+class _RayTrial:  # what Ray's ASHA reads from a trial
+    def __init__(self, number: int) -> None:
+        self.trial_id = str(number)
+
+
+def replay_tool(points: list[Point], space: SearchSpace, strategy: Strategy, workers: int, seed: int,
+                cost: TrialCost, max_epochs: int = 50) -> Replay:
+    """One study of the tool on a virtual clock: the tool's sampler, pruner (or Ray's ASHA) and grid order.
+    A sampler gets as many trials as the grid has points (its picks may repeat a point: it trains again)."""
+    import heapq
+
+    import numpy as np
+    import optuna
+
+    from tuner.backends.base import StudyPlan
+    from tuner.backends.optuna.storage import make_pruner, make_sampler
+    from tuner.backends.ray_backend import SCORE, asha_scheduler
+    from tuner.objective import StudySpec
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    by_key = {p.key: p for p in points}
+    plan = StudyPlan(spec=StudySpec("GRU4Rec"), space=space, study_name=f"replay-{strategy.name}-{seed}",
+                     storage="", algo=strategy.algo, n_trials=space.grid_size, direction_bigger=True,
+                     valid_metric=METRIC, pruner=strategy.pruner, workers=workers, sampler_seed=seed,
+                     max_epochs=max_epochs)
+    asha = asha_scheduler(plan)
+    np.random.seed(seed)  # ASHA draws its bracket from numpy's global generator
+    study = optuna.create_study(study_name=plan.study_name, direction="maximize", sampler=make_sampler(plan),
+                                pruner=optuna.pruners.NopPruner() if asha else make_pruner(plan))
+    queue = [p for p in space.shuffled_grid(seed) if tuple(sorted(space.to_config_values(p).items())) in by_key] \
+        if strategy.algo == "grid" else []
+    for params in queue:
+        study.enqueue_trial(params)
+    run = Replay(strategy.name, workers, seed)
+    events: list[tuple[float, int, int]] = []  # (time, trial number, epoch just finished; -1: test done)
+    live: dict[int, tuple[Any, Point]] = {}
+
+    def start(now: float) -> None:
+        if run.trials >= (len(queue) if queue else plan.n_trials):
+            return
+        trial = study.ask()
+        params = space.to_config_values({n: p.distribution.suggest(trial, n) for n, p in space.parameters.items()})
+        point = by_key.get(tuple(sorted(params.items())))
+        run.trials += 1
+        if point is None:  # a sampler's pick missing from a partial table: skipped, free
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            start(now)
+            return
+        live[trial.number] = (trial, point)
+        if asha:
+            asha.on_trial_add(None, _RayTrial(trial.number))
+        heapq.heappush(events, (now + cost.setup + cost.train + cost.valid, trial.number, 0))
+
+    for _ in range(workers):
+        start(0.0)
+    while events:
+        now, number, epoch = heapq.heappop(events)
+        trial, point = live[number]
+        run.wall = now
+        if epoch == -1:  # its test evaluation is done: a finished trial
+            study.tell(trial, point.best_valid)
+            run.finished.append((now, point.best_valid, point.test))
+            del live[number]
+            start(now)
+            continue
+        run.epochs += 1
+        value, last = point.valid[epoch], epoch == len(point.valid) - 1
+        if asha:
+            stop = asha.on_trial_result(None, _RayTrial(number), {"epoch": epoch + 1, SCORE: value}) == "STOP"
+            if last:
+                final = {"epoch": epoch + 2, SCORE: point.best_valid}
+                asha.on_trial_result(None, _RayTrial(number), final)
+                asha.on_trial_complete(None, _RayTrial(number), final)
+        else:
+            trial.report(value, epoch)
+            stop = not last and trial.should_prune()
+        if last:  # early stop (or the cap): the best epoch's weights are tested
+            heapq.heappush(events, (now + cost.valid, number, -1))
+        elif stop:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            run.pruned += 1
+            del live[number]
+            start(now)
+        else:
+            heapq.heappush(events, (now + cost.train + cost.valid, number, epoch + 1))
+    return run
+
+
+# --- many replays, and what they say ----------------------------------------------------------------
+
+def replay_all(points: list[Point], costs: Costs, seeds: list[int], workers_list: list[int]) -> list[Replay]:
+    space = parse_space_file(SPACE)
+    runs = [replay_recbole(points, costs.recbole, seed) for seed in seeds]
+    for strategy in STRATEGIES[1:]:
+        for workers in workers_list:
+            for seed in seeds:
+                runs.append(replay_tool(points, space, strategy, workers, seed, costs.for_workers(workers)))
+    return runs
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    q = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
+    return {"median": q[1], "p25": q[0], "p75": q[2], "min": ordered[0], "max": ordered[-1]}
+
+
+def summarize(runs: list[Replay], points: list[Point]) -> list[dict[str, Any]]:
+    best = grid_best(points)
+    target = best.best_valid * (1 - WITHIN)
+    rows = []
+    groups: dict[tuple[str, int], list[Replay]] = {}
+    for run in runs:
+        groups.setdefault((run.strategy, run.workers), []).append(run)
+    for (name, workers), group in groups.items():
+        reached = [r.time_to(target) for r in group]
+        # a run that never reaches the target counts at its full length (RecBole's early stop, a pruned best)
+        times = [t if t is not None else r.wall if r.finished else math.inf
+                 for t, r in zip(reached, group, strict=True)]
+        chosen = [r.chosen() for r in group]
+        tests = [c[2] for c in chosen if c is not None]
+        below = sum(c is None or c[1] < target for c in chosen)
+        rows.append({
+            "strategy": name, "workers": workers, "seeds": len(group),
+            "command": next(s.command for s in STRATEGIES if s.name == name),
+            "time_to_target_s": quantiles(times), "reached": sum(t is not None for t in reached),
+            "wall_s": quantiles([r.wall for r in group]), "trials": statistics.median(r.trials for r in group),
+            "pruned": statistics.median(r.pruned for r in group), "epochs": statistics.median(r.epochs for r in group),
+            "chosen_test_mrr": quantiles(tests) if tests else None,
+            "chosen_below_target": below,
+            "chosen_test_gap_worst": (min(tests) / best.test - 1) if tests else None,
+        })
+    return rows
+
+
+def verdict(rows: list[dict[str, Any]], best: Point) -> dict[str, Any]:
+    """The must-show line: the best strategy at 2 workers against RecBole's exhaustive search."""
+    recbole = next(r for r in rows if r["strategy"] == STRATEGIES[0].name)
+    candidates = [r for r in rows if r["workers"] == 2 and r["chosen_test_mrr"] is not None]
+    winner = min(candidates, key=lambda r: r["time_to_target_s"]["median"])
+    return {
+        "winner": winner["strategy"], "winner_command": winner["command"],
+        "speedup_vs_recbole": recbole["time_to_target_s"]["median"] / winner["time_to_target_s"]["median"],
+        "winner_median_test_gap": winner["chosen_test_mrr"]["median"] / best.test - 1,
+        "winner_worst_test_gap": winner["chosen_test_gap_worst"],
+        "recbole_returns_below_target": f"{recbole['chosen_below_target']}/{recbole['seeds']}",
+    }
+
+
+def anytime_png(runs: list[Replay], points: list[Point], workers_list: list[int], path: Path = PNG) -> None:
+    """Best finished valid MRR@10 against wall time: median over seeds, shaded 25-75 %, per worker count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = grid_best(points)
+    horizon = max(r.wall for r in runs)
+    grid = [10 ** (2 + i * (math.log10(horizon) - 2) / 199) for i in range(200)]
+    fig, axes = plt.subplots(1, len(workers_list), figsize=(6 * len(workers_list), 4.5), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, workers in zip(axes, workers_list, strict=True):
+        for strategy in STRATEGIES:
+            group = [r for r in runs if r.strategy == strategy.name and (r.workers == workers or strategy.recbole)]
+            curves = [[r.best_at(t) for r in group] for t in grid]
+            xs, mid, lo, hi = [], [], [], []
+            for t, values in zip(grid, curves, strict=True):
+                values = [v for v in values if v is not None]
+                if len(values) * 2 <= len(group):  # the median run has not finished a trial yet
+                    continue
+                q = quantiles(values)
+                xs.append(t / 3600)
+                mid.append(q["median"])
+                lo.append(q["p25"])
+                hi.append(q["p75"])
+            style = {"color": "black", "linestyle": "--"} if strategy.recbole else {}
+            line, = ax.plot(xs, mid, label=strategy.name, **style)
+            ax.fill_between(xs, lo, hi, alpha=0.12, color=line.get_color())
+        ax.axhline(best.best_valid * (1 - WITHIN), color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("wall time (h)")
+        ax.set_title(f"{workers} worker(s)  (RecBole: serial)")
+    axes[0].set_ylabel("best finished valid MRR@10")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+# --- measuring the costs ---------------------------------------------------------------------------
+
+_MEASURE_ONE = """
+import json, sys, time
+from tuner.objective import StudySpec, run_trial, warm_up
+spec = StudySpec("GRU4Rec", overrides={**json.loads(sys.argv[1]), "threads": int(sys.argv[2])})
+warm_up(spec)
+record = run_trial(spec, {}, 0)
+print(json.dumps({"seconds": record.seconds, "curve": record.curve}))
+"""
+
+
+def measure_one(threads: int, concurrent: int) -> list[dict[str, Any]]:
+    """``concurrent`` processes, each one 3-epoch trial at ``threads``; their (last-epoch) costs."""
+    command = [sys.executable, "-c", _MEASURE_ONE, json.dumps(MEASURE_OVERRIDES), str(threads)]
+    procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(concurrent)]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"measurement failed (exit {proc.returncode})")
+        trial = json.loads(out.strip().splitlines()[-1])
+        epochs = trial["curve"]
+        # the trial's own seconds minus its epochs: set-up, data, the test evaluation
+        rest = trial["seconds"] - sum(e["train_seconds"] + e["valid_seconds"] for e in epochs)
+        warm = epochs[1:]  # the first epoch pays one-time warm-up
+        results.append({"train": statistics.median(e["train_seconds"] for e in warm),
+                        "valid": statistics.median(e["valid_seconds"] for e in warm),
+                        "setup": max(0.0, rest - statistics.median(e["valid_seconds"] for e in warm))})
+    return results
+
+
+def measure() -> dict[str, Any]:
+    speed = json.loads(SPEED.read_text())
+    serial = measure_one(2, 1)[0]
+    pair = measure_one(1, 2)
+    parallel = {k: statistics.mean(r[k] for r in pair) for k in ("train", "valid", "setup")}
+    ratios = speed["ratios"]
+    recbole = {"train": serial["train"] / ratios["train_epoch"], "valid": serial["valid"] / ratios["eval"],
+               "setup": RECBOLE_SETUP_S}
+    costs = {"serial": serial, "parallel": parallel, "recbole": recbole, "parallel_runs": pair,
+             "overrides": MEASURE_OVERRIDES, "recbole_ratios_from": str(SPEED.relative_to(ROOT)),
+             "recbole_ratios": {"train_epoch": ratios["train_epoch"], "eval": ratios["eval"]},
+             "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python bench/replay.py measure"}
+    COSTS.write_text(json.dumps(costs, indent=1))
+    return costs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["measure", "run"])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
+    parser.add_argument("--partial", action="store_true", help="replay an unfinished table (development)")
+    parser.add_argument("--costs", type=Path, default=COSTS, help="the costs 'measure' wrote")
+    args = parser.parse_args()
+    if args.action == "measure":
+        costs = measure()
+        print(json.dumps({k: costs[k] for k in ("serial", "parallel", "recbole")}, indent=1))
+        return
+    points, table = load_table()
+    if table["points_done"] < table["points_total"] and not args.partial:
+        raise SystemExit(f"the table has {table['points_done']}/{table['points_total']} points: finish it "
+                         "(python bench/learning_curves.py run) or pass --partial")
+    costs = Costs.load(args.costs)
+    seeds = list(range(args.seeds))
+    tic = time.perf_counter()
+    runs = replay_all(points, costs, seeds, args.workers)
+    rows = summarize(runs, points)
+    best = grid_best(points)
+    result = {"command": "python bench/replay.py run " + " ".join(sys.argv[2:]), "table": str(TABLE.relative_to(ROOT)),
+              "points": len(points), "points_total": table["points_total"], "seeds": seeds,
+              "costs": json.loads(args.costs.read_text()),
+              "grid_best": {"params": best.params, "valid": best.best_valid, "test": best.test},
+              "target_valid": best.best_valid * (1 - WITHIN), "rows": rows, "verdict": verdict(rows, best),
+              "replay_seconds": round(time.perf_counter() - tic, 1),
+              "runs": [asdict(r) for r in runs]}
+    OUT.write_text(json.dumps(result, indent=1))
+    anytime_png(runs, points, args.workers)
+    for row in rows:
+        t = row["time_to_target_s"]
+        print(f"{row['strategy']:32s} w={row['workers']}  to 1%: {t['median'] / 60:7.1f} min "
+              f"[{t['p25'] / 60:.1f}-{t['p75'] / 60:.1f}]  reached {row['reached']}/{row['seeds']}  "
+              f"wall {row['wall_s']['median'] / 60:7.1f} min  pruned {row['pruned']:.0f}/{row['trials']:.0f}")
+    print(json.dumps(result["verdict"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

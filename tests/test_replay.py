@@ -1,0 +1,89 @@
+"""bench/replay.py on a small synthetic learning-curve table: the virtual clock, RecBole's early stop, and
+every strategy of the tool over a grid giving each point its first rung exactly once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import replay  # noqa: E402
+
+from tuner.space import parse_space_text  # noqa: E402
+
+RATES, DROPOUTS = [0.01, 0.005, 0.001, 0.0005, 0.0001], [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+SPACE = f"learning_rate choice {RATES}\ndropout_prob choice {DROPOUTS}\n"
+COST = replay.TrialCost(train=10.0, valid=1.0, setup=2.0)
+
+
+def table() -> list[replay.Point]:
+    """30 points as the seed's grid; curves of different lengths and heights (the best: lr 0.01, dropout 0.2)."""
+    points = []
+    for i, lr in enumerate(RATES):
+        for j, dropout in enumerate(DROPOUTS):
+            top = 0.05 - 0.005 * i - 0.002 * abs(j - 2)
+            epochs = 4 + i + j
+            valid = tuple(top * (k + 1) / epochs for k in range(epochs))
+            points.append(replay.Point({"learning_rate": lr, "dropout_prob": dropout}, valid, max(valid), top / 2))
+    return points
+
+
+def test_a_serial_grid_costs_its_trials_one_after_another() -> None:
+    points = table()
+    run = replay.replay_tool(points, parse_space_text(SPACE, "s.test"), replay.Strategy("grid", "grid"), 1, 0, COST)
+    expected = sum(COST.setup + COST.epochs(len(p.valid)) + COST.valid for p in points)
+    assert run.wall == pytest.approx(expected)
+    assert run.trials == len(points) and len(run.finished) == len(points) and run.pruned == 0
+    assert run.chosen()[1] == replay.grid_best(points).best_valid
+
+
+def test_two_workers_halve_a_grid_of_equal_trials() -> None:
+    points = [replay.Point(p.params, (0.01,) * 5, 0.01, 0.005) for p in table()]
+    space = parse_space_text(SPACE, "s.test")
+    one = replay.replay_tool(points, space, replay.Strategy("grid", "grid"), 1, 0, COST)
+    two = replay.replay_tool(points, space, replay.Strategy("grid", "grid"), 2, 0, COST)
+    assert two.wall == pytest.approx(one.wall / 2)
+
+
+def test_recbole_stops_after_ten_trials_without_improvement() -> None:
+    """hyperopt's no_progress_loss(10): the first trial counts as one, an improvement resets to 0."""
+    points, stopped_short = table(), 0
+    for seed in range(20):
+        run = replay.replay_recbole(points, COST, seed)
+        scores = [valid for _, valid, _ in run.finished]
+        best, streak = scores[0], 1
+        for score in scores[1:]:
+            best, streak = (score, 0) if score > best else (best, streak + 1)
+        assert streak == 10 or len(scores) == len(points)
+        stopped_short += len(scores) < len(points)
+        finish_times = [t for t, *_ in run.finished]
+        assert finish_times == sorted(set(finish_times))  # one trial after another
+    assert stopped_short > 0  # the early stop fired in some orders
+
+
+@pytest.mark.parametrize("pruner", ["halving", "hyperband", "median", "asha"])
+def test_every_grid_point_gets_its_first_rung_exactly_once(pruner: str) -> None:
+    points = table()
+    space = parse_space_text(SPACE, "s.test")
+    for workers in (1, 3):
+        run = replay.replay_tool(points, space, replay.Strategy(pruner, "grid", pruner), workers, 7, COST)
+        assert run.trials == len(points)  # each point once: no trial twice, none skipped
+        assert run.epochs >= len(points)  # ... and each trained at least its first epoch
+        assert run.pruned + len(run.finished) == len(points)
+        assert run.pruned > 0 or pruner == "median"  # a pruner that never prunes here would be a broken replay
+
+
+def test_summary_counts_a_run_that_misses_the_target_at_its_full_length() -> None:
+    points = table()
+    runs = [replay.replay_recbole(points, COST, seed) for seed in range(20)]
+    row = replay.summarize(runs, points)[0]
+    target = replay.grid_best(points).best_valid * (1 - replay.WITHIN)
+    missed = [r for r in runs if r.time_to(target) is None]
+    assert missed  # some orders stop before the grid's best
+    assert row["reached"] == len(runs) - len(missed)
+    assert row["chosen_below_target"] == len(missed)
+    assert row["time_to_target_s"]["max"] >= max([r.wall for r in missed], default=0.0)
