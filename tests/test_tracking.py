@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import run_hyper, study_rows
 from tests.test_tuner import UNALLOCATABLE
 from tuner.tracking.mlflow_tracker import MlflowTracker
-from tuner.trial import TrialState
+from tuner.trial import TrialRecord, TrialState
 
 EPOCHS = 3
 
@@ -51,7 +51,8 @@ def test_study_logged_as_parent_and_children(workdir: Path) -> None:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         number = int(child.data.tags["trial_number"])
         assert attrs[number].strip('"') == child.info.run_id
-        assert set(child.data.params) == {"learning_rate", "hidden_size"}
+        assert set(child.data.params) == {"learning_rate", "hidden_size", "trial_number"}
+        assert child.data.params["trial_number"] == str(number)
         assert "config.yaml" in {a.path for a in client.list_artifacts(child.info.run_id)}
         if states[number] == "FAIL":
             assert child.info.status == "FAILED" and "allocate" in child.data.tags["error"].lower()
@@ -68,6 +69,21 @@ def test_study_logged_as_parent_and_children(workdir: Path) -> None:
     best_run = next(c for c in children if c.data.tags["trial_number"] == best)
     assert {"trial-" + best + ".pth"} <= {a.path for a in client.list_artifacts(best_run.info.run_id)}
 
+    # the parent carries the study: the best trial's metrics and parameters, counts, the anytime curve
+    best_child = best_run.data
+    for key in ("best_valid_mrr_at_10", "test_mrr_at_10", "test_ndcg_at_10"):
+        assert parent.data.metrics[key] == pytest.approx(best_child.metrics[key])
+    assert {k: v for k, v in parent.data.params.items() if k.startswith("best.")} == {
+        f"best.{k}": v for k, v in best_child.params.items() if k != "trial_number"}
+    assert parent.data.metrics["trials_complete"] + parent.data.metrics.get("trials_pruned", 0) == 2
+    assert parent.data.metrics["trials_fail"] == 2 and parent.data.metrics["trials_waiting"] == 0
+    curve = client.get_metric_history(parent.info.run_id, "best_so_far_valid_mrr_at_10")
+    assert [m.step for m in curve] == sorted({m.step for m in curve}) and curve[-1].step <= 4
+    assert curve[-1].value == pytest.approx(parent.data.metrics["best_valid_mrr_at_10"])
+    assert all(b.value >= a.value for a, b in zip(curve, curve[1:], strict=False))  # best so far only grows
+    wall = parent.data.metrics["wall_seconds"]
+    assert wall > 0
+
     # resuming the study continues under the same parent run
     again = run_hyper(workdir, "--params_file", str(space), f"--epochs={EPOCHS}", "--stopping_step=10",
                       f"--storage=sqlite:///{workdir / 's.db'}", "--study-name", "tracked",
@@ -75,6 +91,54 @@ def test_study_logged_as_parent_and_children(workdir: Path) -> None:
     assert again.returncode == 0, again.stderr
     _, runs_after = _runs(workdir / "mlflow.db", "GRU4Rec-toy")
     assert [r.info.run_id for r in runs_after if "mlflow.parentRunId" not in r.data.tags] == [parent.info.run_id]
+    resumed = client.get_run(parent.info.run_id)
+    assert resumed.data.metrics["wall_seconds"] > wall  # summed over the runs of the study
+    steps = [m.step for m in client.get_metric_history(parent.info.run_id, "best_so_far_valid_mrr_at_10")]
+    assert steps == [m.step for m in curve]  # nothing finished in between: no point logged twice
+
+
+def _record(number: int, state: TrialState, score: float | None, finished_at: float) -> TrialRecord:
+    result = {"mrr@10": score, "ndcg@10": score / 2} if score is not None else {}
+    return TrialRecord(number, state, {"learning_rate": 0.1 * (number + 1)}, best_valid_result=result,
+                       test_result={k: v / 2 for k, v in result.items()}, finished_at=finished_at)
+
+
+def test_parent_follows_the_study_as_trials_finish(tmp_path: Path) -> None:
+    """log_study as the driver calls it (after each finished trial, then at the end): the curve gains only
+    the new points, the latest metrics are the current best's, the best parameters become parameters once
+    every trial has run (MLflow parameters cannot change), and a better trial after a resume is in the tags."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = MlflowTracker.start_study(uri, "exp", "study", {"model": "X"}, {})
+    first = [_record(0, TrialState.COMPLETE, 0.02, 1000.0), _record(1, TrialState.PRUNED, 0.05, 1001.0),
+             _record(2, TrialState.RUNNING, None, 0.0)]
+    tracker.log_study(first, bigger=True)
+    assert MlflowClient(uri).get_run(tracker.parent_run_id).data.params == {}  # not final yet: tags only
+    more = [*first[:2], _record(2, TrialState.COMPLETE, 0.04, 1003.0), _record(3, TrialState.FAIL, None, 1002.0)]
+    tracker.log_study(more, bigger=True, wall_seconds=12.5)
+    tracker.log_study(more, bigger=True, wall_seconds=12.5)  # the end of the run: nothing new on the curve
+    client = MlflowClient(uri)
+    curve = client.get_metric_history(tracker.parent_run_id, "best_so_far_valid_mrr_at_10")
+    # finish order: 0 (0.02), 1 (pruned), 3 (failed), 2 (0.04); a pruned trial is never the best
+    assert [(m.step, m.value, m.timestamp) for m in curve] == [(1, 0.02, 1000000), (2, 0.02, 1001000),
+                                                               (3, 0.02, 1002000), (4, 0.04, 1003000)]
+    run = client.get_run(tracker.parent_run_id)
+    assert run.data.metrics["best_valid_mrr_at_10"] == pytest.approx(0.04)
+    assert run.data.metrics["test_ndcg_at_10"] == pytest.approx(0.01)
+    assert run.data.metrics["trials_complete"] == 2 and run.data.metrics["trials_running"] == 0
+    assert run.data.params["best.learning_rate"] == str(0.1 * 3) and run.data.tags["best_trial"] == "2"
+    assert run.data.metrics["wall_seconds"] == pytest.approx(12.5)
+
+    resumed = MlflowTracker.start_study(uri, "exp", "study", {"model": "X"}, {})
+    assert resumed.parent_run_id == tracker.parent_run_id and resumed.wall_before == pytest.approx(12.5)
+    better = [*more, _record(4, TrialState.COMPLETE, 0.06, 1010.0)]
+    resumed.log_study(better, bigger=True, wall_seconds=2.0)
+    run = client.get_run(tracker.parent_run_id)
+    assert run.data.metrics["wall_seconds"] == pytest.approx(14.5)
+    assert run.data.tags["best.learning_rate"] == str(0.1 * 5) and run.data.tags["best_trial"] == "4"
+    assert [m.step for m in client.get_metric_history(tracker.parent_run_id, "best_so_far_valid_mrr_at_10")] == [
+        1, 2, 3, 4, 5]
+    resumed.log_metrics({"seeds/top1/test_mrr@10_mean": 0.03})
+    assert client.get_run(tracker.parent_run_id).data.metrics["seeds/top1/test_mrr_at_10_mean"] == 0.03
 
 
 def test_pruned_run_is_marked(tmp_path: Path) -> None:
@@ -85,7 +149,7 @@ def test_pruned_run_is_marked(tmp_path: Path) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     logged = client.get_run(run.run_id)
     assert logged.info.status == "KILLED" and logged.data.tags["state"] == "PRUNED"
-    assert logged.data.params == {"learning_rate": "0.1", "nested.a": "1"}
+    assert logged.data.params == {"learning_rate": "0.1", "nested.a": "1", "trial_number": "7"}
     assert logged.data.metrics["test_mrr_at_10"] == pytest.approx(0.05)
     assert logged.data.tags["trial_number"] == "7"
 

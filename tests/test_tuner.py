@@ -6,6 +6,7 @@ import csv
 import random
 import signal
 import sqlite3
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -257,8 +258,9 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
 @pytest.mark.parametrize("tool", ["optuna", "ray"])
 def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path, tool: str) -> None:
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.002]\n")
+    tracking = f"--mlflow-uri=sqlite:///{workdir / 'm.db'}" if tool == "optuna" else "--no-mlflow"
     proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--seeds", "3", "--tool", tool,
-                     f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow", "--workers", "2")
+                     f"--storage=sqlite:///{workdir / 's.db'}", tracking, "--workers", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((workdir / "seeds.csv").open()))
     assert len(rows) == 6 and all(r["state"] == "COMPLETE" for r in rows)  # 2 configs x 3 seeds, no more
@@ -269,6 +271,18 @@ def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path, tool: st
     summary = [line for line in proc.stdout.splitlines() if line.startswith(("1. ", "2. "))]
     assert len(summary) == 2 and all("± 0.0000," not in line and "seeds [2020, 2021, 2022]" in line
                                      for line in summary)
+    if tool == "optuna":  # the means and spreads land on the main study's parent run too
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{workdir / 'm.db'}")
+        parents = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+                   if "mlflow.parentRunId" not in r.data.tags and ":seeds-" not in r.data.tags["study_name"]]
+        assert len(parents) == 1
+        metrics, best_lr = parents[0].data.metrics, parents[0].data.params["best.learning_rate"]
+        tests = [float(r["test_mrr@10"]) for r in rows if r["learning_rate"] == best_lr]
+        assert metrics["seeds/top1/test_mrr_at_10_mean"] == pytest.approx(statistics.mean(tests), abs=1e-6)
+        assert metrics["seeds/top1/test_mrr_at_10_std"] == pytest.approx(statistics.stdev(tests), abs=1e-6)
+        assert metrics["seeds/top1/n"] == 3 and "seeds/top2/valid_ndcg_at_10_mean" in metrics
 
 
 def test_durations() -> None:

@@ -15,6 +15,7 @@ import importlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
 from tuner.plan import format_duration
-from tuner.reporting.progress import ProgressDisplay
+from tuner.reporting.progress import ProgressCallback, ProgressDisplay, StudyProgress
 from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
 from tuner.trial import TrialRecord, TrialState
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {no_result_reason(study.records)}", file=sys.stderr)
         return 1
     if request.seeds > 0:
-        return run_seed_phase(request, plan, study.records)
+        return run_seed_phase(request, study)
     return 0
 
 
@@ -76,6 +77,7 @@ class StudyRun:
     interrupted: bool
     tracker: Tracker
     study: Any  # the optuna.Study (plots)
+    seconds: float  # this run's wall time (a resumed study adds to its earlier runs')
 
 
 def show_plan(request: StudyRequest) -> float | None:
@@ -121,13 +123,29 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
     tracker = start_tracking(request, plan)
     plan.tracker = tracker.handle()
     display = ProgressDisplay(request.valid_metric, request.quiet, planned_seconds_per_trial=seconds_per_trial)
+    follow = follow_on_parent(tracker, backend, plan)
+    tic = time.monotonic()
     try:
-        records, interrupted = backend.run(plan, display), False
+        records, interrupted = backend.run(plan, lambda snap: (display(snap), follow(snap))), False
     except KeyboardInterrupt:
         records, interrupted = backend.collect(plan), True
     finally:
         display.close()
-    return StudyRun(plan, records, interrupted, tracker, backend.study())
+    return StudyRun(plan, records, interrupted, tracker, backend.study(), time.monotonic() - tic)
+
+
+def follow_on_parent(tracker: Tracker, backend: Backend, plan: StudyPlan) -> ProgressCallback:
+    """Keep the tracking parent run current while the study runs: called by the progress poller every
+    second, it re-reads the trials and updates the parent each time one more has finished."""
+    finished: list[int] = []
+
+    def update(snap: StudyProgress) -> None:
+        if isinstance(tracker, NullTracker) or (finished and finished[-1] == snap.done):
+            return
+        finished.append(snap.done)
+        tracker.log_study(backend.collect(plan), plan.direction_bigger)
+
+    return update
 
 
 def start_tracking(request: StudyRequest, plan: StudyPlan) -> Tracker:
@@ -172,16 +190,16 @@ def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name
     checkpoint = plan.spec.checkpoint(best.number) if best is not None else None
     if best is not None and best.run_id and checkpoint and checkpoint.is_file() and not plan.spec.log_checkpoints:
         study.tracker.log_trial_artifact(best.run_id, checkpoint)
-    tags = {"best_trial": str(best.number)} if best is not None else {}
-    study.tracker.finish_study({"": written, "plots": plots}, tags)
+    study.tracker.log_study(records, plan.direction_bigger, study.seconds)
+    study.tracker.finish_study({"": written, "plots": plots})
     return best
 
 
 def print_summary(request: StudyRequest, records: list[TrialRecord], best: TrialRecord | None) -> None:
-    from tuner.reporting import summary_table
+    from tuner.reporting import state_counts, summary_table
 
     print(summary_table(records, request.bigger, request.valid_metric))
-    counts = {state: sum(r.state == state for r in records) for state in TrialState}
+    counts = state_counts(records)
     print(f"{counts[TrialState.COMPLETE]} finished, {counts[TrialState.PRUNED]} pruned, "
           f"{counts[TrialState.FAIL]} failed; results in {request.output_file}, {request.out_dir / 'results.csv'}")
     if best is not None:
@@ -201,14 +219,16 @@ def no_result_reason(records: list[TrialRecord]) -> str:
     return f"no trial finished ({len(records)} trials: none complete); see results.csv"
 
 
-def run_seed_phase(request: StudyRequest, plan: StudyPlan, records: list[TrialRecord]) -> int:
-    """Re-run the best configs with ``--seeds`` seeds as their own study; mean ± std per config."""
-    from tuner.seeds import seed_plan, seed_summary, top_records
+def run_seed_phase(request: StudyRequest, main_study: StudyRun) -> int:
+    """Re-run the best configs with ``--seeds`` seeds as their own study; mean ± std per config, printed
+    and on the main study's parent run."""
+    from tuner.seeds import seed_metrics, seed_plan, seed_summary, top_records
 
-    top = top_records(records, request.bigger)
-    splan = seed_plan(plan, top, int(request.base["seed"]), request.seeds)
+    top = top_records(main_study.records, request.bigger)
+    splan = seed_plan(main_study.plan, top, int(request.base["seed"]), request.seeds)
     study = run_study(request, splan)
     write_results(request, study, request.out_dir / "seeds.result", "seeds.csv")
+    main_study.tracker.log_metrics(seed_metrics(top, study.records))
     print(f"\nTop configurations over {request.seeds} seeds: mean ± std "
           f"(study {splan.study_name!r}; {request.out_dir / 'seeds.csv'})")
     for line in seed_summary(top, study.records, request.valid_metric):

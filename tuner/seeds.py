@@ -44,23 +44,46 @@ def top_records(records: Sequence[TrialRecord], bigger: bool, n: int = TOP) -> l
     return sorted(done, key=lambda r: r.best_valid_score, reverse=bigger)[:n]  # type: ignore[arg-type,return-value]
 
 
+def runs_of(trial: TrialRecord, records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The seed study's finished runs of one top config."""
+    return [r for r in records if r.state == TrialState.COMPLETE
+            and {k: v for k, v in r.params.items() if k != "seed"} == trial.params]
+
+
 def seed_summary(top: Sequence[TrialRecord], records: Sequence[TrialRecord], metric: str) -> list[str]:
     """One line per top config: valid and test metric as mean ± std over its seeds."""
     key = metric.lower()
     lines = []
     for rank, trial in enumerate(top, start=1):
-        runs = [r for r in records if r.state == TrialState.COMPLETE
-                and {k: v for k, v in r.params.items() if k != "seed"} == trial.params]
+        runs = runs_of(trial, records)
         if not runs:
             continue
         valid = [r.best_valid_result.get(key, math.nan) for r in runs]
         test = [r.test_result.get(key, math.nan) for r in runs]
         seeds = sorted(r.seed for r in runs if r.seed is not None)
-        lines.append(f"{rank}. {dict(sorted(trial.params.items()))}: valid {key} {_mean_std(valid)}, "
-                     f"test {_mean_std(test)} (n={len(runs)}, seeds {seeds})")
+        mean, std = _mean_std(valid)
+        test_mean, test_std = _mean_std(test)
+        lines.append(f"{rank}. {dict(sorted(trial.params.items()))}: valid {key} {mean:.4f} ± {std:.4f}, "
+                     f"test {test_mean:.4f} ± {test_std:.4f} (n={len(runs)}, seeds {seeds})")
     return lines
 
 
-def _mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+def seed_metrics(top: Sequence[TrialRecord], records: Sequence[TrialRecord]) -> dict[str, float]:
+    """Every valid and test metric of each top config as mean and std over its seeds, for the study's
+    parent run: ``seeds/top1/test_mrr@10_mean``, ..., and ``seeds/top1/n``."""
+    metrics: dict[str, float] = {}
+    for rank, trial in enumerate(top, start=1):
+        runs = runs_of(trial, records)
+        if not runs:
+            continue
+        metrics[f"seeds/top{rank}/n"] = float(len(runs))
+        for split, results in (("valid", [r.best_valid_result for r in runs]), ("test", [r.test_result for r in runs])):
+            for key in sorted({k for result in results for k in result}):
+                mean, std = _mean_std([result.get(key, math.nan) for result in results])
+                metrics[f"seeds/top{rank}/{split}_{key}_mean"] = mean
+                metrics[f"seeds/top{rank}/{split}_{key}_std"] = std
+    return metrics
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0

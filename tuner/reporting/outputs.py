@@ -33,6 +33,25 @@ def best_trial(records: Sequence[TrialRecord], bigger: bool) -> TrialRecord | No
     return best
 
 
+def best_so_far(records: Sequence[TrialRecord], bigger: bool) -> list[tuple[int, float, float]]:
+    """The study's anytime curve: (trials finished, when (Unix time), best valid score so far), one point
+    per finished trial from the first complete one on, in the order they finished."""
+    ended = sorted((r for r in records if r.state.finished and r.finished_at is not None),
+                   key=lambda r: (r.finished_at, r.number))
+    curve, best = [], None
+    for count, record in enumerate(ended, start=1):
+        score = record.best_valid_score if record.state == TrialState.COMPLETE else None
+        if score is not None and (best is None or (score > best if bigger else score < best)):
+            best = score
+        if best is not None:
+            curve.append((count, record.finished_at, best))
+    return curve  # type: ignore[return-value]
+
+
+def state_counts(records: Sequence[TrialRecord]) -> dict[TrialState, int]:
+    return {state: sum(r.state == state for r in records) for state in TrialState}
+
+
 def recbole_output(records: Sequence[TrialRecord], bigger: bool, model: str) -> str:
     """RecBole's export_result layout, then the best parameters and result it prints to stdout."""
     out = io.StringIO()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuner.trial import TrialState
+from tuner.trial import TrialRecord, TrialState
 
 
 class TrialRun(ABC):
@@ -34,11 +35,22 @@ class Tracker(ABC):
     def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrialRun: ...
 
     @abstractmethod
-    def finish_study(self, artifacts: dict[str, list[Path]], tags: dict[str, str] | None = None) -> None:
+    def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         """artifacts: files by the artifact folder they go to ("" = the run's root)."""
 
     def log_trial_artifact(self, run_id: str, path: Path) -> None:  # noqa: B027 - optional for trackers
         """Attach a file to a finished trial's run (the best trial's checkpoint); nothing by default."""
+        return None
+
+    def log_study(self, records: Sequence[TrialRecord], bigger: bool,  # noqa: B027 - optional for trackers
+                  wall_seconds: float | None = None) -> None:
+        """Put the study on its parent run, so it reads without opening a trial: the best trial's
+        metrics and parameters, trial counts by state, the best-so-far curve, and (at the end of a
+        driver's run) the wall time. Called as trials finish and once at the end; nothing by default."""
+        return None
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:  # noqa: B027 - optional for trackers
+        """Metrics of the whole study on its parent run (the seed phase's means and spreads)."""
         return None
 
 
@@ -58,7 +70,7 @@ class NullTracker(Tracker):
     def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrialRun:
         return _NullRun()
 
-    def finish_study(self, artifacts: dict[str, list[Path]], tags: dict[str, str] | None = None) -> None:
+    def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         pass
 
 

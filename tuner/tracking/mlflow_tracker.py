@@ -15,14 +15,14 @@ import random
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from tuner.tracking.base import Tracker, TrialRun
-from tuner.trial import TrialState
+from tuner.trial import TrialRecord, TrialState
 
 T = TypeVar("T")
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -147,14 +147,20 @@ class MlflowRun(TrialRun):
         retry(lambda: self.client.set_terminated(self.run_id, state.mlflow_status))
 
 
+BEST_SO_FAR = "best_so_far_valid_{}"  # the parent's anytime curve: step = trials finished
+WALL = "wall_seconds"  # the parent's wall time, summed over the runs of a resumed study
+
+
 class MlflowTracker(Tracker):
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, wall_before: float = 0.0) -> None:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.client = MlflowClient(tracking_uri=uri)
+        self.wall_before = wall_before  # earlier runs' wall time (a resumed study)
+        self._curve_logged: dict[str, int] = {}  # the best-so-far steps already on the parent
 
     @staticmethod
     def start_study(uri: str, experiment: str, study_name: str, tags: dict[str, str],
@@ -175,9 +181,10 @@ class MlflowTracker(Tracker):
             parent_run_id = run.info.run_id
             for name, text in artifacts.items():
                 retry(lambda n=name, t=text: client.log_text(parent_run_id, t, n))
-        else:
-            retry(lambda: client.update_run(parent_run_id, status="RUNNING"))
-        return MlflowTracker(uri, experiment_id, parent_run_id)
+            return MlflowTracker(uri, experiment_id, parent_run_id)
+        retry(lambda: client.update_run(parent_run_id, status="RUNNING"))
+        wall_before = retry(lambda: client.get_run(parent_run_id)).data.metrics.get(WALL, 0.0)
+        return MlflowTracker(uri, experiment_id, parent_run_id, wall_before)
 
     @staticmethod
     def from_handle(handle: dict[str, Any]) -> MlflowTracker:
@@ -193,7 +200,7 @@ class MlflowTracker(Tracker):
         tags = {"mlflow.parentRunId": self.parent_run_id, "trial_number": str(number)}
         run = retry(lambda: self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags))
         run_id = run.info.run_id
-        flat = flatten(params)
+        flat = {**flatten(params), "trial_number": str(number)}  # a column of the runs table
         retry(lambda: self.client.log_batch(run_id, params=[Param(k, v) for k, v in flat.items()]))
         retry(lambda: self.client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml"))
         return MlflowRun(self.client, run_id)
@@ -201,13 +208,58 @@ class MlflowTracker(Tracker):
     def log_trial_artifact(self, run_id: str, path: Path) -> None:
         retry(lambda: self.client.log_artifact(run_id, str(path)))
 
-    def finish_study(self, artifacts: dict[str, list[Path]], tags: dict[str, str] | None = None) -> None:
+    def log_study(self, records: Sequence[TrialRecord], bigger: bool, wall_seconds: float | None = None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        from tuner.reporting import best_so_far, best_trial, state_counts
+
+        if not records:
+            return
+        now, run_id = int(time.time() * 1000), self.parent_run_id
+        step = sum(r.state.finished for r in records)  # the latest value of every metric is the current one
+        metrics = [Metric(f"trials_{state.value.lower()}", float(n), now, step)
+                   for state, n in state_counts(records).items()]
+        curve_key = BEST_SO_FAR.format(metric_name(records[0].valid_metric))
+        if curve_key not in self._curve_logged:
+            history = retry(lambda: self.client.get_metric_history(run_id, curve_key))
+            self._curve_logged[curve_key] = max((m.step for m in history), default=0)
+        new_points = [p for p in best_so_far(records, bigger) if p[0] > self._curve_logged[curve_key]]
+        metrics += [Metric(curve_key, score, int(when * 1000), count) for count, when, score in new_points]
+        best = best_trial(records, bigger)
+        tags: list[RunTag] = []
+        if best is not None:
+            metrics += [Metric(f"best_valid_{metric_name(k)}", float(v), now, step)
+                        for k, v in best.best_valid_result.items()]
+            metrics += [Metric(f"test_{metric_name(k)}", float(v), now, step) for k, v in best.test_result.items()]
+            best_params = {f"best.{k}": v for k, v in flatten(best.params).items()}
+            tags = [RunTag("best_trial", str(best.number)), *(RunTag(k, v) for k, v in best_params.items())]
+        if wall_seconds is not None:
+            metrics.append(Metric(WALL, self.wall_before + wall_seconds, now, step))
+        for start in range(0, len(metrics), 900):  # MLflow takes 1000 metrics per batch
+            retry(lambda b=metrics[start:start + 900]: self.client.log_batch(run_id, metrics=b, tags=tags))
+        if new_points:
+            self._curve_logged[curve_key] = new_points[-1][0]
+        done = wall_seconds is not None and not any(r.state in (TrialState.WAITING, TrialState.RUNNING)
+                                                    for r in records)
+        if best is not None and done:
+            # parameters cannot change ("changing param values is not allowed"), so they are logged once the
+            # study has run every trial; until then, and for a later better trial, the tags say it
+            with contextlib.suppress(Exception):
+                retry(lambda: self.client.log_batch(run_id, params=[Param(k, v) for k, v in best_params.items()]))
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()]
+        for start in range(0, len(batch), 900):
+            retry(lambda b=batch[start:start + 900]: self.client.log_batch(self.parent_run_id, metrics=b))
+
+    def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         for folder, paths in artifacts.items():
             for path in paths:
                 if path.is_file():
                     retry(lambda p=path, f=folder: self.client.log_artifact(self.parent_run_id, str(p), f or None))
-        for key, value in (tags or {}).items():
-            retry(lambda k=key, v=value: self.client.set_tag(self.parent_run_id, k, v))
         retry(lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
 
 

@@ -44,8 +44,11 @@ def to_record(trial: FrozenTrial, plan: StudyPlan) -> TrialRecord:
     params: dict[str, Any] = dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {}))
     with contextlib.suppress(KeyError):  # a parameter this space no longer has: keep Optuna's values
         params = plan.space.to_config_values(params)
-    return TrialRecord.from_attrs(trial.number, TrialState(trial.state.name), params, trial.user_attrs,
-                                  plan.valid_metric.lower())
+    record = TrialRecord.from_attrs(trial.number, TrialState(trial.state.name), params, trial.user_attrs,
+                                    plan.valid_metric.lower())
+    if trial.datetime_complete is not None:
+        record.finished_at = trial.datetime_complete.timestamp()
+    return record
 
 
 def collect(trials: list[FrozenTrial], plan: StudyPlan) -> list[TrialRecord]:
