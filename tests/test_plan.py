@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from tests.conftest import run_hyper
-from tuner.plan import StudyEstimate, describe, estimate, format_duration
+from tuner.plan import StudyEstimate, describe, estimate
+from tuner.reporting.progress import format_duration
 from tuner.request import resolve
 
 
@@ -53,17 +55,54 @@ def test_dry_run_prints_the_plan_and_writes_nothing(workdir: Path) -> None:
     assert set(workdir.iterdir()) == before  # no storage, no tracking store, no result file: nothing ran
 
 
-def test_progress_lines_use_the_plan_until_this_run_finishes_a_trial() -> None:
-    import io
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
 
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_lines_use_the_plan_until_this_run_finishes_a_trial() -> None:
     from tuner.reporting.progress import ProgressDisplay, StudyProgress
 
-    out = io.StringIO()  # not a terminal: one plain line per change
-    display = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=10.0)
+    out, clock = io.StringIO(), _Clock()  # not a terminal: one plain line per change
+    display = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=600.0, clock=clock)
     display(StudyProgress(total=4, done=0, pruned=0, failed=0, running=2, best=None))
+    clock.now += 5
     display(StudyProgress(total=4, done=0, pruned=0, failed=0, running=2, best=None))  # no change: no line
-    display(StudyProgress(total=4, done=1, pruned=0, failed=0, running=2, best=0.25))
+    clock.now += 295
+    display(StudyProgress(total=4, done=1, pruned=1, failed=0, running=2, best=0.25))
+    display.close()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("[0/4 trials, 2 running, 0 pruned, 0 failed, eta ~") and lines[0].endswith("s (plan)]")
-    assert "best MRR@10 0.2500, eta " in lines[1] and "nan" not in out.getvalue() and "(plan)" not in lines[1]
+    assert lines == ["[0/4 trials: 2 running, 0 pruned, 0 failed | 0 s elapsed, eta ~40 min (plan)]",
+                     "[1/4 trials: 2 running, 1 pruned, 0 failed | best MRR@10 0.2500 | 5 min elapsed, eta 15 min]"]
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()  # a log file gets plain lines
+
+
+def test_progress_updates_one_line_in_place_on_a_terminal() -> None:
+    from tuner.reporting.progress import ProgressDisplay, StudyProgress
+
+    out, clock = _Terminal(), _Clock()
+    display = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=None, clock=clock)
+    snap = StudyProgress(total=3, done=1, pruned=0, failed=1, running=1, best=None)  # resumed: 1 done before
+    display(snap)
+    clock.now += 1
+    display(snap)  # the same state a second later: redrawn (elapsed moves)
+    assert "\n" not in out.getvalue()
+    frames = out.getvalue().split("\r")[1:]
+    assert len(frames) == 2 and all(f.endswith("\x1b[K") for f in frames)
+    assert frames[0].startswith("[1/3 trials: 1 running, 0 pruned, 1 failed | 0 s elapsed, eta unknown (no plan)]")
+    assert "| 1 s elapsed" in frames[1]
+    clock.now += 59
+    display(StudyProgress(total=3, done=3, pruned=0, failed=1, running=0, best=0.5))
+    display.close()
+    assert out.getvalue().endswith("best MRR@10 0.5000 | 60 s elapsed, eta 0 s]\x1b[K\n")
+    quiet = _Terminal()
+    ProgressDisplay("MRR@10", quiet=True, stream=quiet)(snap)
+    assert quiet.getvalue() == ""

@@ -23,8 +23,7 @@ from typing import Any
 
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
-from tuner.plan import format_duration
-from tuner.reporting.progress import ProgressCallback, ProgressDisplay, StudyProgress
+from tuner.reporting.progress import ProgressCallback, ProgressDisplay, StudyProgress, format_duration
 from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
 from tuner.trial import TrialRecord, TrialState

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.data.datasets import cache_root
+from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, cpu_count
 
 if TYPE_CHECKING:
@@ -46,14 +47,6 @@ class StudyEstimate:
     @property
     def study_seconds(self) -> float:
         return math.ceil(self.trials / self.workers) * self.trial_seconds
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def expected_epochs(request: StudyRequest) -> float:

@@ -1,15 +1,18 @@
 """Progress of a running study: a snapshot of its trials' states, shown as one line that updates in
-place on a terminal (tqdm) or as a plain line per change otherwise, fed by a poller of the storage."""
+place on a terminal (every second: the elapsed time and the ETA move) or as a plain line per change
+otherwise (a log file gets no carriage returns), fed by a poller of the storage."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TextIO
 
 
 @dataclass(frozen=True)
@@ -25,54 +28,70 @@ class StudyProgress:
 ProgressCallback = Callable[[StudyProgress], None]
 
 
-class ProgressDisplay:
-    """tqdm on a terminal, a line per change otherwise, nothing with ``quiet``."""
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
-    def __init__(self, metric: str, quiet: bool = False, stream: object = None,
-                 planned_seconds_per_trial: float | None = None) -> None:
+
+class ProgressDisplay:
+    """The study's progress line: in place on a terminal, a plain line per change otherwise, nothing
+    with ``quiet``. The ETA comes from the study plan's cost model until this run has finished a trial,
+    then from this run's own pace; never "nan"."""
+
+    def __init__(self, metric: str, quiet: bool = False, stream: TextIO | None = None,
+                 planned_seconds_per_trial: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.metric = metric
         self.planned = planned_seconds_per_trial  # the plan's estimate, until this run finishes a trial
         self.quiet = quiet
         self.stream = stream or sys.stderr
-        self.start = time.monotonic()
-        self._bar = None
-        self._last: tuple[int, int, int, int] | None = None
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.clock = clock
+        self.start = clock()
+        self._last: tuple[int, int, int, int, float | None] | None = None
         self._done_before: int | None = None  # trials a resumed study had finished before this run
+        self._drawn = False
+
+    def line(self, snap: StudyProgress) -> str:
+        if self._done_before is None:
+            self._done_before = snap.done
+        elapsed = self.clock() - self.start
+        best = "" if snap.best is None else f" | best {self.metric} {snap.best:.4f}"
+        return (f"[{snap.done}/{snap.total} trials: {snap.running} running, {snap.pruned} pruned, {snap.failed} failed"
+                f"{best} | {format_duration(elapsed)} elapsed, {self.eta(snap, elapsed)}]")
+
+    def eta(self, snap: StudyProgress, elapsed: float) -> str:
+        left = max(0, snap.total - snap.done)
+        done_here = snap.done - (self._done_before or 0)
+        if left == 0:
+            return "eta 0 s"
+        if done_here > 0:
+            return f"eta {format_duration(elapsed / done_here * left)}"
+        if self.planned is not None:
+            return f"eta ~{format_duration(max(0.0, self.planned * left - elapsed))} (plan)"
+        return "eta unknown (no plan)"
 
     def __call__(self, snap: StudyProgress) -> None:
         if self.quiet:
             return
-        best = "" if snap.best is None else f", best {self.metric} {snap.best:.4f}"
-        states = f"{snap.running} running, {snap.pruned} pruned, {snap.failed} failed"
-        if getattr(self.stream, "isatty", lambda: False)():
-            if self._bar is None:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=snap.total, unit="trial", dynamic_ncols=True, desc="trials", file=self.stream)
-            self._bar.total = snap.total
-            self._bar.n = min(snap.done, snap.total)
-            self._bar.set_postfix_str(states + best, refresh=False)
-            self._bar.refresh()
+        if self.terminal:
+            width = shutil.get_terminal_size((120, 20)).columns - 1
+            self.stream.write("\r" + self.line(snap)[:width] + "\x1b[K")
+            self.stream.flush()
+            self._drawn = True
             return
-        key = (snap.done, snap.running, snap.pruned, snap.failed)
-        if key == self._last:
-            return
-        self._last = key
-        if self._done_before is None:
-            self._done_before = snap.done
-        elapsed, done_here = time.monotonic() - self.start, snap.done - self._done_before
-        if done_here > 0:
-            eta = f"eta {elapsed / done_here * (snap.total - snap.done):.0f}s"
-        elif self.planned is not None:
-            eta = f"eta ~{max(0.0, self.planned * (snap.total - snap.done) - elapsed):.0f}s (plan)"
-        else:
-            eta = "eta -"
-        print(f"[{snap.done}/{snap.total} trials, {states}{best}, {eta}]", file=self.stream, flush=True)
+        key = (snap.done, snap.running, snap.pruned, snap.failed, snap.best)
+        if key != self._last:
+            self._last = key
+            print(self.line(snap), file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        if self._drawn:  # leave the last state on screen, and the cursor on a new line
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
 
 
 class ProgressPoller:
