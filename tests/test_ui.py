@@ -113,6 +113,26 @@ def test_mlflow_ui_lists_parent_and_children_and_draws_metric_chart(study: Path)
         box = card.locator(".js-plotly-plot").first.bounding_box()
         assert box is not None and box["width"] > 100 and box["height"] > 100
         page.screenshot(path=str(SCREENSHOTS / "mlflow_trial_metrics.png"))
+
+        # the link the CLI prints opens the table with the study's columns: the parent row's best valid
+        # MRR@10 shows without a click
+        view = f"{base}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=seqtune"
+        page.goto(view)
+        best = f"{parent.data.metrics['best_valid_mrr_at_10']:.4g}"
+        name_row = page.locator(".ag-row", has=page.get_by_text(parent.info.run_name, exact=True)).first
+        name_row.wait_for(timeout=60_000)  # ag-grid pins the name column: the row's other cells share its index
+        index = name_row.get_attribute("row-index")
+        page.locator(f".ag-center-cols-container .ag-row[row-index='{index}']").get_by_text(
+            best, exact=True).wait_for(timeout=30_000)
+        page.get_by_text("best_valid_mrr_at_10").first.wait_for(timeout=30_000)  # the column's header
+        page.screenshot(path=str(SCREENSHOTS / "mlflow_study_view.png"))
+
+        page.goto(view.replace("/runs?", "/runs?compareRunsMode=CHART&"))  # the chart view: the anytime curve
+        page.get_by_placeholder("Search metric charts").fill("best_so_far")
+        curve = page.locator(".js-plotly-plot .scatterlayer .trace").first
+        curve.wait_for(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow_study_chart.png"))
+
         chromium.close()
 
 
@@ -138,3 +158,29 @@ def test_optuna_dashboard_shows_the_study(study: Path) -> None:
         assert box is not None and box["width"] > 100 and box["height"] > 100
         page.screenshot(path=str(SCREENSHOTS / "optuna_dashboard.png"))
         chromium.close()
+
+
+def test_report_opens_from_disk_with_every_section_drawn(study: Path) -> None:
+    """report.html from file://, with every request that is not the file itself refused (no network):
+    every section, every image decoded, nothing asked of a server."""
+    from playwright.sync_api import sync_playwright
+
+    from tuner.reporting.report import SECTIONS
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    fetched: list[str] = []
+    with sync_playwright() as playwright:
+        chromium = browser(playwright)
+        page = chromium.new_page(viewport={"width": 1300, "height": 1000})
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+                   else (fetched.append(route.request.url), route.abort()))
+        page.goto((study / "report.html").as_uri())
+        assert page.locator("h2").all_inner_texts() == list(SECTIONS)
+        images = page.locator("img")
+        assert images.count() == 4  # anytime curve, learning curves, parallel coordinates, importances
+        for i in range(images.count()):
+            assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 100")
+        assert page.locator("tr.best").count() == 1
+        page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+        chromium.close()
+    assert fetched == []

@@ -41,16 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if request.mlflow_uri:  # MLflow's import takes seconds: overlap it with the study's set-up
         threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
     plan = make_plan(request)
-    seconds_per_trial = None
+    seconds_per_trial, plan_lines = None, [
+        f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
+        f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {plan.storage}"]
     if not request.quiet or request.dry_run:
-        print(f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
-              f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {plan.storage}", file=sys.stderr)
-        seconds_per_trial = show_plan(request)
+        print(plan_lines[0], file=sys.stderr)
+        seconds_per_trial, described = show_plan(request)
+        plan_lines += described
     if request.dry_run:
         return 0
     study = run_study(request, plan, seconds_per_trial)
-    best = write_results(request, study, request.output_file, "results.csv")
+    best = write_results(request, study, request.output_file, "results.csv", plan_lines)
     print_summary(request, study.records, best)
+    if study.tracker.view_url():
+        print(f"MLflow: {study.tracker.view_url()} (the study's row and columns; report: "
+              f"{request.out_dir / 'report.html'})")
     if study.interrupted:
         print(f"interrupted: resume with the same command (study {plan.study_name!r})", file=sys.stderr)
         return 130
@@ -79,18 +84,21 @@ class StudyRun:
     seconds: float  # this run's wall time (a resumed study adds to its earlier runs')
 
 
-def show_plan(request: StudyRequest) -> float | None:
+def show_plan(request: StudyRequest) -> tuple[float | None, list[str]]:
     """Print the study plan with its estimated wall time; returns the planned seconds per finished trial
-    (None when the measurement failed: e.g. a point too large to build, which its trial will report)."""
+    (None when the measurement failed: e.g. a point too large to build, which its trial will report)
+    and the lines printed."""
     from tuner.plan import describe, estimate
 
     try:
         planned = estimate(request)
     except Exception as exc:  # noqa: BLE001 - the plan loses its estimate, the study still runs
-        print(f"plan: no estimate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=sys.stderr)
-        return None
-    print("\n".join(describe(request, planned)), file=sys.stderr, flush=True)
-    return planned.study_seconds / max(planned.trials, 1)
+        lines = [f"plan: no estimate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"]
+        print(lines[0], file=sys.stderr)
+        return None, lines
+    lines = describe(request, planned)
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return planned.study_seconds / max(planned.trials, 1), lines
 
 
 def make_plan(request: StudyRequest) -> StudyPlan:
@@ -162,17 +170,21 @@ def start_tracking(request: StudyRequest, plan: StudyPlan) -> Tracker:
     artifacts = {"hyper.test": Path(request.space.source).read_text(),
                  "base_config.yaml": yaml.safe_dump(request.base.to_dict(), sort_keys=False)}
     try:
-        return MlflowTracker.start_study(request.mlflow_uri, request.experiment, plan.study_name, tags, artifacts)
+        tracker = MlflowTracker.start_study(request.mlflow_uri, request.experiment, plan.study_name, tags, artifacts)
+        tracker.share_view(request.valid_metric, list(plan.space.parameters))
     except Exception as exc:  # noqa: BLE001 - an unreachable server or a bad URI
         reason = str(exc).splitlines()[0]
         raise SeqtuneError(f"MLflow at {request.mlflow_uri!r} is not usable: {reason} (or pass --no-mlflow)") from None
+    return tracker
 
 
-def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name: str) -> TrialRecord | None:
-    """The output file (RecBole's layout), the csv beside it, best_config.yaml (the main study's), and
-    the tracking artifacts; returns the best trial."""
+def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name: str,
+                  plan_lines: Sequence[str] = ()) -> TrialRecord | None:
+    """The output file (RecBole's layout), the csv beside it, best_config.yaml (the main study's), the
+    plots and report.html, and the tracking artifacts; returns the best trial."""
     from tuner.reporting import best_config_yaml, best_trial, recbole_output, write_results_csv, write_text
     from tuner.reporting.plots import write_plots
+    from tuner.reporting.report import StudyFacts, write_report
 
     plan, records = study.plan, study.records
     write_text(output, recbole_output(records, plan.direction_bigger, plan.spec.model))
@@ -183,9 +195,14 @@ def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name
     if best is not None and main_study:
         written.append(output.parent / "best_config.yaml")
         write_text(written[-1], best_config_yaml(plan.spec.model, plan.spec.dataset, plan.spec.overrides, best.params))
+    plots = write_plots(study.study, output.parent / "plots" / ("" if main_study else "seeds"))
+    facts = StudyFacts(plan.study_name, plan.spec.model, plan.spec.dataset, request.valid_metric,
+                       plan.direction_bigger, tuple(plan_lines), request.command, study.seconds,
+                       study.tracker.view_url())
+    report = output.parent / ("report.html" if main_study else "seeds_report.html")
+    written.append(write_report(report, facts, records, {p.stem: p for p in plots}))
     if isinstance(study.tracker, NullTracker):
         return best
-    plots = write_plots(study.study, output.parent / "plots" / ("" if main_study else "seeds"))
     checkpoint = plan.spec.checkpoint(best.number) if best is not None else None
     if best is not None and best.run_id and checkpoint and checkpoint.is_file() and not plan.spec.log_checkpoints:
         study.tracker.log_trial_artifact(best.run_id, checkpoint)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class StudyRequest:
     mlflow_uri: str | None  # None: no tracking
     experiment: str
     notes: list[str] = field(default_factory=list)  # warnings to show before the study starts
+    command: str = "run_hyper.py"  # the command line, as the report shows it
 
     @property
     def bigger(self) -> bool:
@@ -203,7 +205,8 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
         ray=RayOptions(args.ray_address, args.cpus_per_trial, args.gpus_per_trial, args.ray_storage,
                        args.reuse_actors),
         mlflow_uri=None if args.no_mlflow else tracking_uri(args.mlflow_uri),
-        experiment=args.experiment or f"{model}-{args.dataset}", notes=notes)
+        experiment=args.experiment or f"{model}-{args.dataset}", notes=notes,
+        command=shlex.join(["run_hyper.py", *(sys.argv[1:] if argv is None else argv)]))
 
 
 def _check_flags(args: argparse.Namespace, tool: str) -> None:

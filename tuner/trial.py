@@ -53,7 +53,8 @@ class TrialRecord:
     worker: str | None = None  # host:pid of the process that ran it
     # the learning curve: per epoch {epoch, train_loss, train_seconds, valid_result, valid_seconds}
     curve: list[dict[str, Any]] | None = None
-    finished_at: float | None = None  # Unix time the trial ended (the storage's own column, not an attr)
+    started_at: float | None = None  # Unix times the trial started and ended (the storage's own columns)
+    finished_at: float | None = None
 
     @property
     def best_valid_score(self) -> float | None:

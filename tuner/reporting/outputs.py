@@ -122,28 +122,35 @@ def best_config_yaml(model: str, dataset: str, fixed: dict[str, Any], params: di
     return header + yaml.safe_dump(to_plain(content), sort_keys=False)
 
 
-def summary_table(records: Sequence[TrialRecord], bigger: bool, metric: str, limit: int = 15) -> str:
-    """Trials sorted by the validation metric, best first; failures and pruned trials last."""
+def summary_rows(records: Sequence[TrialRecord], bigger: bool, metric: str,
+                 limit: int | None = 15) -> tuple[list[str], list[list[str]], int]:
+    """The summary as cells: header, rows (best first; failures and pruned trials last), and how many
+    trials the limit left out."""
     done = [r for r in records if r.best_valid_score is not None]
     done.sort(key=lambda r: (r.state != TrialState.COMPLETE,
                              -(r.best_valid_score or 0) if bigger else (r.best_valid_score or 0)))
-    rest = [r for r in records if r.best_valid_score is None]
-    rows = (done + rest)[:limit]
-    if not rows:
-        return "no trials"
-    names = sorted({n for r in rows for n in r.params})
+    ordered = done + [r for r in records if r.best_valid_score is None]
+    shown = ordered if limit is None else ordered[:limit]
+    names = sorted({n for r in shown for n in r.params})
     test_key = metric.lower()
     header = ["#", "state", *names, f"valid {metric}", f"test {metric}", "epochs", "s"]
-    table = [header]
-    for r in rows:
-        table.append([str(r.number), r.state.value.lower(), *[str(r.params.get(n, "")) for n in names],
-                      "" if r.best_valid_score is None else f"{r.best_valid_score:.4f}",
-                      "" if test_key not in r.test_result else f"{r.test_result[test_key]:.4f}",
-                      "" if r.epochs_run is None else str(r.epochs_run),
-                      "" if r.seconds is None else f"{r.seconds:.1f}"])
+    rows = [[str(r.number), r.state.value.lower(), *[str(r.params.get(n, "")) for n in names],
+             "" if r.best_valid_score is None else f"{r.best_valid_score:.4f}",
+             "" if test_key not in r.test_result else f"{r.test_result[test_key]:.4f}",
+             "" if r.epochs_run is None else str(r.epochs_run),
+             "" if r.seconds is None else f"{r.seconds:.1f}"] for r in shown]
+    return header, rows, len(ordered) - len(shown)
+
+
+def summary_table(records: Sequence[TrialRecord], bigger: bool, metric: str, limit: int = 15) -> str:
+    """Trials sorted by the validation metric, best first, as aligned text."""
+    header, rows, more = summary_rows(records, bigger, metric, limit)
+    if not rows:
+        return "no trials"
+    table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if len(done + rest) > limit:
-        lines.append(f"... {len(done + rest) - limit} more in results.csv")
+    if more:
+        lines.append(f"... {more} more in results.csv")
     return "\n".join(lines)

@@ -49,6 +49,10 @@ class Tracker(ABC):
         driver's run) the wall time. Called as trials finish and once at the end; nothing by default."""
         return None
 
+    def view_url(self) -> str | None:
+        """A link that opens the study in the tracking UI; None when there is none."""
+        return None
+
     def log_metrics(self, metrics: dict[str, float]) -> None:  # noqa: B027 - optional for trackers
         """Metrics of the whole study on its parent run (the seed phase's means and spreads)."""
         return None

@@ -46,6 +46,8 @@ def to_record(trial: FrozenTrial, plan: StudyPlan) -> TrialRecord:
         params = plan.space.to_config_values(params)
     record = TrialRecord.from_attrs(trial.number, TrialState(trial.state.name), params, trial.user_attrs,
                                     plan.valid_metric.lower())
+    if trial.datetime_start is not None:
+        record.started_at = trial.datetime_start.timestamp()
     if trial.datetime_complete is not None:
         record.finished_at = trial.datetime_complete.timestamp()
     return record
