@@ -36,7 +36,26 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():  # `kill`, `docker stop`: stop as Ctrl-C does
         signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
-    request = resolve(argv)
+    from tuner.leaderboard import model_list, run_leaderboard
+
+    models = model_list(sys.argv[1:] if argv is None else argv)
+    if len(models) > 1:
+        return run_leaderboard(sys.argv[1:] if argv is None else list(argv), models)
+    return tune(resolve(argv)).code
+
+
+@dataclass
+class TuneOutcome:
+    """What one command's study left: its exit code, the study, and the seed study (``--seeds``)."""
+
+    code: int
+    study: StudyRun | None = None
+    seeds: StudyRun | None = None
+    top: list[TrialRecord] | None = None  # the configs the seed study re-ran
+
+
+def tune(request: StudyRequest) -> TuneOutcome:
+    """Run one checked request: plan, study, results, summary, then the seed phase."""
     show_notes(request)
     if request.mlflow_uri:  # MLflow's import takes seconds: overlap it with the study's set-up
         threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
@@ -49,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds_per_trial, described = show_plan(request)
         plan_lines += described
     if request.dry_run:
-        return 0
+        return TuneOutcome(0)
     study = run_study(request, plan, seconds_per_trial)
     best = write_results(request, study, request.output_file, "results.csv", plan_lines)
     print_summary(request, study.records, best)
@@ -58,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{request.out_dir / 'report.html'})")
     if study.interrupted:
         print(f"interrupted: resume with the same command (study {plan.study_name!r})", file=sys.stderr)
-        return 130
+        return TuneOutcome(130, study)
     waiting = sum(r.state == TrialState.WAITING for r in study.records)
     if plan.budget and waiting:
         more = f" (about {format_duration(waiting * seconds_per_trial)} more)" if seconds_per_trial else ""
@@ -66,10 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"continues (study {plan.study_name!r})", file=sys.stderr)
     if best is None:
         print(f"error: {no_result_reason(study.records)}", file=sys.stderr)
-        return 1
+        return TuneOutcome(1, study)
     if request.seeds > 0:
         return run_seed_phase(request, study)
-    return 0
+    return TuneOutcome(0, study)
 
 
 @dataclass
@@ -166,7 +185,7 @@ def start_tracking(request: StudyRequest, plan: StudyPlan) -> Tracker:
 
     tags = {"model": request.spec.model, "dataset": request.spec.dataset, "algorithm": plan.algo,
             "sampler_seed": str(plan.sampler_seed), "pruner": plan.pruner, "storage": plan.storage,
-            "tool": request.tool}
+            "tool": request.tool, **request.tags}
     artifacts = {"hyper.test": Path(request.space.source).read_text(),
                  "base_config.yaml": yaml.safe_dump(request.base.to_dict(), sort_keys=False)}
     try:
@@ -235,12 +254,12 @@ def no_result_reason(records: list[TrialRecord]) -> str:
     return f"no trial finished ({len(records)} trials: none complete); see results.csv"
 
 
-def run_seed_phase(request: StudyRequest, main_study: StudyRun) -> int:
+def run_seed_phase(request: StudyRequest, main_study: StudyRun) -> TuneOutcome:
     """Re-run the best configs with ``--seeds`` seeds as their own study; mean ± std per config, printed
     and on the main study's parent run."""
     from tuner.seeds import seed_metrics, seed_plan, seed_summary, top_records
 
-    top = top_records(main_study.records, request.bigger)
+    top = top_records(main_study.records, request.bigger, request.seeds_top)
     splan = seed_plan(main_study.plan, top, int(request.base["seed"]), request.seeds)
     study = run_study(request, splan)
     write_results(request, study, request.out_dir / "seeds.result", "seeds.csv")
@@ -251,8 +270,8 @@ def run_seed_phase(request: StudyRequest, main_study: StudyRun) -> int:
         print(line)
     if study.interrupted:
         print(f"interrupted: resume with the same command (study {splan.study_name!r})", file=sys.stderr)
-        return 130
-    return 0
+        return TuneOutcome(130, main_study, study, top)
+    return TuneOutcome(0, main_study, study, top)
 
 
 def cli() -> None:

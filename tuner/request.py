@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the same name resumes a study (default: derived from model, dataset, space, config)")
     ours.add_argument("--pruner", choices=["none", "median", "hyperband", "halving", "asha"], default="none",
                       help="stop unpromising trials early on the validation metric")
-    ours.add_argument("--seeds", type=int, default=0, help="re-run the top 3 configs with N seeds: mean and std")
+    ours.add_argument("--seeds", type=int, default=0, help="re-run the top configs with N seeds: mean and std")
+    ours.add_argument("--seeds-top", "--seeds_top", dest="seeds_top", type=int, default=3,
+                      help="how many of the best configs --seeds re-runs (default 3)")
     ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020)
     ours.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     ours.add_argument("--quiet", action="store_true", help="no progress display; only the final summary")
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--no-mlflow", "--no_mlflow", dest="no_mlflow", action="store_true",
                        help="do not log to MLflow")
     track.add_argument("--experiment", default=None, help="MLflow experiment (default: <model>-<dataset>)")
+    track.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                       help="a tag on the study's MLflow parent run (repeatable)")
     track.add_argument("--log-checkpoints", "--log_checkpoints", dest="log_checkpoints", action="store_true",
                        help="log every trial's best checkpoint (default: only the best trial's)")
     return p
@@ -121,6 +125,7 @@ class StudyRequest:
     timeout: float | None  # --timeout or --budget, in seconds
     budget: bool  # the timeout is a budget: trials still running at its end are stopped
     seeds: int
+    seeds_top: int
     sampler_seed: int
     quiet: bool
     dry_run: bool
@@ -129,6 +134,7 @@ class StudyRequest:
     experiment: str
     notes: list[str] = field(default_factory=list)  # warnings to show before the study starts
     command: str = "run_hyper.py"  # the command line, as the report shows it
+    tags: dict[str, str] = field(default_factory=dict)  # --tag: on the MLflow parent run
 
     @property
     def bigger(self) -> bool:
@@ -200,13 +206,24 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
         n_trials=n_trials, grid_points=points, workers=args.workers, threads_per_worker=threads,
         storage=args.storage, study_name=args.study_name or default_study_name(spec, algo, space),
         pruner=pruner, timeout=budget or args.timeout, budget=budget is not None, seeds=args.seeds,
+        seeds_top=args.seeds_top,
         sampler_seed=args.sampler_seed,
         quiet=args.quiet, dry_run=args.dry_run,
         ray=RayOptions(args.ray_address, args.cpus_per_trial, args.gpus_per_trial, args.ray_storage,
                        args.reuse_actors),
         mlflow_uri=None if args.no_mlflow else tracking_uri(args.mlflow_uri),
         experiment=args.experiment or f"{model}-{args.dataset}", notes=notes,
-        command=shlex.join(["run_hyper.py", *(sys.argv[1:] if argv is None else argv)]))
+        command=shlex.join(["run_hyper.py", *(sys.argv[1:] if argv is None else argv)]), tags=_tags(args.tag))
+
+
+def _tags(pairs: Sequence[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SeqtuneError(f"--tag {pair!r}: expected KEY=VALUE")
+        tags[key.strip()] = value
+    return tags
 
 
 def _check_flags(args: argparse.Namespace, tool: str) -> None:
@@ -216,6 +233,8 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
         raise SeqtuneError("--n-trials must be >= 1")
     if args.seeds < 0:
         raise SeqtuneError("--seeds must be >= 0")
+    if args.seeds_top < 1:
+        raise SeqtuneError("--seeds-top must be >= 1")
     if args.timeout is not None and args.timeout <= 0:
         raise SeqtuneError("--timeout must be > 0 seconds")
     if args.timeout is not None and args.budget is not None:

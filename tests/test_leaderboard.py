@@ -1,0 +1,76 @@
+"""``--model A,B --budget``: a leaderboard across models, end to end on a small KG dataset, and its
+bad input (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT, hyper_env, synthetic_interactions, write_atomic
+
+INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+
+
+@pytest.fixture
+def kg_workdir(tmp_path: Path) -> Path:
+    d = tmp_path / "data" / "toyk"
+    write_atomic(d / "toyk.inter", INTER_HEADER, synthetic_interactions(n_users=25, n_items=20, per_user=(4, 15)))
+    write_atomic(d / "toyk.link", ["item_id:token", "entity_id:token"], [[f"i{k}", f"e{k}"] for k in range(16)])
+    rng = np.random.default_rng(0)
+    triples = [[f"e{rng.integers(0, 24)}", f"r{rng.integers(0, 3)}", f"e{rng.integers(0, 24)}"] for _ in range(120)]
+    triples += [[f"e{k}", "r0", f"e{k + 1}"] for k in range(16)]
+    write_atomic(d / "toyk.kg", ["head_id:token", "relation_id:token", "tail_id:token"], triples)
+    (tmp_path / "a.test").write_text("learning_rate choice [0.01, 0.002]\n")
+    (tmp_path / "b.test").write_text("learning_rate choice [0.01, 0.002]\n")
+    return tmp_path
+
+
+def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "run_hyper.py"), "--dataset", "toyk", f"--data_path={workdir / 'data'}",
+               "--embedding_size=8", "--show_progress=false", f"--storage=sqlite:///{workdir / 's.db'}", *args]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900, env=hyper_env())
+
+
+def test_leaderboard_tunes_each_model_and_ranks_them_over_seeds(kg_workdir: Path) -> None:
+    proc = run(kg_workdir, "--model", "GRU4Rec,GRU4RecKG", "--params_file", "a.test,b.test", "--budget", "6m",
+               "--epochs=3", f"--mlflow-uri=sqlite:///{kg_workdir / 'm.db'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((kg_workdir / "leaderboard.csv").open()))
+    assert [r["rank"] for r in rows] == ["1", "2"] and {r["model"] for r in rows} == {"GRU4Rec", "GRU4RecKG"}
+    assert float(rows[0]["valid_mrr@10_mean"]) >= float(rows[1]["valid_mrr@10_mean"])
+    for row in rows:
+        assert row["seeds"] == "3" and row["trials"] == "2" and float(row["test_mrr@10_std"]) > 0  # a real spread
+        seeds = list(csv.DictReader((kg_workdir / row["model"] / "seeds.csv").open()))
+        assert len(seeds) == 3  # the best config only (--seeds-top 1), 3 seeds
+    text = (kg_workdir / "leaderboard.md").read_text()
+    assert "| 1 | " in text and "± " in text and "3 seeds" in text
+    client = MlflowClient(f"sqlite:///{kg_workdir / 'm.db'}")
+    experiment = client.get_experiment_by_name("leaderboard-toyk")
+    parents = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" not in r.data.tags
+               and ":seeds-" not in r.data.tags["study_name"]]
+    assert sorted(r.data.tags["model"] for r in parents) == ["GRU4Rec", "GRU4RecKG"]
+    assert len({r.data.tags["leaderboard"] for r in parents}) == 1
+    assert all("seeds/top1/test_mrr_at_10_mean" in r.data.metrics for r in parents)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "GRU4Rec,NoSuchModel", "--budget", "5m"], "NoSuchModel"),
+    (["--model", "GRU4Rec,KSR", "--params_file", "a.test", "--budget", "5m"], "one per model"),
+    (["--model", "GRU4Rec,KSR", "--params_file", "a.test,missing.test", "--budget", "5m"],
+     "missing.test: no search space for KSR"),
+    (["--model", "GRU4Rec,KSR", "--params_file", "a.test,b.test"], "needs --budget"),
+    (["--model", "GRU4Rec,GRU4Rec", "--params_file", "a.test,b.test", "--budget", "5m"], "twice"),
+])
+def test_bad_leaderboard_input_is_one_line(kg_workdir: Path, args: list[str], message: str) -> None:
+    before = set(kg_workdir.iterdir())
+    proc = run(kg_workdir, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert set(kg_workdir.iterdir()) == before  # nothing written
