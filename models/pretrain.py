@@ -56,7 +56,8 @@ def data_digest(data: SequentialData) -> str:
     """What pretraining reads from the data, by content: training samples, attributes, sizes."""
     digest = hashlib.sha256()
     digest.update(json.dumps([data.n_items, data.max_len, len(data.train)]).encode())
-    for tensor in (data.train.item_seq, data.train.item_length, data.extras.get("item_features")):
+    # the training histories by content: the item array and each sample's window of it
+    for tensor in (data.train.items, data.train.start, data.train.item_length, data.extras.get("item_features")):
         if tensor is not None:
             digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()

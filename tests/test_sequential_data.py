@@ -105,8 +105,64 @@ def test_unknown_dataset_name() -> None:
         load_sequential_data(build_config("GRU4Rec", "ml-10k"))
 
 
-def test_batches_are_slices_of_preallocated_tensors(synthetic_dir: Path) -> None:
+def test_samples_hold_no_window_matrix(synthetic_dir: Path) -> None:
+    """Memory O(interactions): one flat item array for all splits plus a few numbers per sample, no [n, L]."""
     data = load_sequential_data(_config(synthetic_dir))
+    interactions = sum(1 for _ in (synthetic_dir / "toy" / "toy.inter").open()) - 1
+    for split in (data.train, data.valid, data.test):
+        tensors = [v for v in vars(split).values() if isinstance(v, torch.Tensor)]
+        assert all(t.ndim == 1 for t in tensors)
+        assert len(split.items) == interactions
     batch = data.train.batches(7)[1]
-    assert batch.item_seq.untyped_storage().data_ptr() == data.train.item_seq.untyped_storage().data_ptr()
+    assert torch.equal(batch.item_seq, data.train.item_seq[7:14])
     assert np.array_equal(batch.target.numpy(), data.train.target[7:14].numpy())
+
+
+def _reference_samples(inter: Path, data, max_len: int) -> dict[tuple[int, int], tuple[list[int], int]]:
+    """Every sample materialised the slow, obvious way: per user, items sorted by (float32 time, file
+    order); for the k-th item (k >= 1) the up-to-max_len items before it, right-padded with 0, and the
+    item itself. Keyed by (user id, k)."""
+    import csv
+
+    rows = list(csv.reader(inter.open(), delimiter="\t"))[1:]
+    user_id = {t: i for i, t in enumerate(data.user_tokens)}
+    item_id = {t: i for i, t in enumerate(data.item_tokens)}
+    by_user: dict[int, list[tuple[np.float32, int, int]]] = {}
+    for line, (user, item, _, time) in enumerate(rows):
+        by_user.setdefault(user_id[user], []).append((np.float32(float(time)), line, item_id[item]))
+    samples = {}
+    for user, events in by_user.items():
+        items = [item for *_, item in sorted(events)]
+        for k in range(1, len(items)):
+            history = items[max(0, k - max_len):k]
+            samples[(user, k)] = (history + [0] * (max_len - len(history)), items[k])
+    return samples
+
+
+@pytest.mark.parametrize("max_len", [1, 3, 50])
+def test_windows_gathered_on_the_fly_equal_materialised_windows(tmp_path: Path, max_len: int) -> None:
+    from tests.conftest import synthetic_interactions
+
+    write_atomic(tmp_path / "toy" / "toy.inter", INTER_HEADER,
+                 synthetic_interactions(n_users=60, n_items=80, per_user=(2, 70), seed=3))
+    data = load_sequential_data(_config(tmp_path, MAX_ITEM_LIST_LENGTH=max_len))
+    reference = _reference_samples(tmp_path / "toy" / "toy.inter", data, max_len)
+    splits = (data.train, data.valid, data.test)
+    users = torch.cat([s.user for s in splits])
+    ends = torch.cat([s.start + s.item_length for s in splits])  # a target's index in the item array
+    first = {int(u): int(ends[users == u].min()) - 1 for u in users.unique()}  # the user's first item
+    seen = set()
+    for split in splits:
+        assert split.items is data.train.items  # one item array for every split, O(interactions)
+        windows = split.item_seq
+        assert windows.shape == (len(split), max_len) and windows.dtype == torch.int64
+        for row in range(len(split)):
+            user = int(split.user[row])
+            k = int(split.start[row] + split.item_length[row]) - first[user]
+            history, target = reference[(user, k)]
+            assert windows[row].tolist() == history and int(split.target[row]) == target
+            seen.add((user, k))
+        shuffled = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
+        batch = split.batch(shuffled)  # an epoch's shuffled batch gathers the same windows
+        assert torch.equal(batch.item_seq, windows[shuffled]) and torch.equal(batch.target, split.target[shuffled])
+    assert seen == set(reference)  # one sample per interaction that is not a user's first, none twice

@@ -33,7 +33,7 @@ from models.data.datasets import cache_root, resolve_dataset_dir, sha256_of
 from models.errors import ConfigError, DataError
 from models.utils import atomic_path, file_lock
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: histories as windows of one flat item array
 _MEMORY_CACHE: dict[str, SequentialData] = {}
 
 
@@ -63,24 +63,41 @@ class Batch:
 
 @dataclass
 class SampleSet:
-    """All samples of one split, stored as contiguous tensors."""
+    """All samples of one split. A sample's history is a window of one flat item array that the splits
+    share (every user's items in time order), so memory is O(interactions), not O(interactions x L);
+    ``batch`` gathers the [B, L] windows it needs, equal to materialised ones bit for bit."""
 
-    item_seq: torch.Tensor  # [n, L]
-    item_length: torch.Tensor  # [n]
+    items: torch.Tensor  # [N] int64: every interaction's item, grouped by user in time order (shared)
+    start: torch.Tensor  # [n] int64: where each sample's history starts in ``items``
+    item_length: torch.Tensor  # [n] int64, 1..max_len
     target: torch.Tensor  # [n]
     user: torch.Tensor  # [n]
+    max_len: int
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
 
+    def windows(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """The histories of ``index``: [B, max_len] int64, right-padded with 0."""
+        offsets = torch.arange(self.max_len)
+        positions = self.start[index][:, None] + offsets  # [B, L]
+        inside = offsets < self.item_length[index][:, None]  # [B, L]
+        return torch.where(inside, self.items[positions.clamp_(max=len(self.items) - 1)], 0)
+
+    @property
+    def item_seq(self) -> torch.Tensor:
+        """Every sample's history at once ([n, L]): for small sets and checks, never the training path."""
+        return self.windows(slice(None))
+
     def batch(self, index: torch.Tensor | slice) -> Batch:
-        return Batch(self.item_seq[index], self.item_length[index], self.target[index])
+        return Batch(self.windows(index), self.item_length[index], self.target[index])
 
     def batches(self, batch_size: int) -> list[Batch]:
         return [self.batch(slice(i, i + batch_size)) for i in range(0, len(self), batch_size)]
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        return {"item_seq": self.item_seq, "item_length": self.item_length, "target": self.target, "user": self.user}
+        """The split's own tensors (the shared item array is stored once, beside the splits)."""
+        return {"start": self.start, "item_length": self.item_length, "target": self.target, "user": self.user}
 
 
 @dataclass
@@ -229,12 +246,16 @@ def build_sequential_data(
     samples = _prefix_samples(users, items, times32, max_len)
     train_idx, valid_idx, test_idx = _leave_one_out(samples["user"], samples["time"])
 
+    flat_items = torch.from_numpy(samples["items"])
+
     def subset(index: np.ndarray) -> SampleSet:
         return SampleSet(
-            item_seq=torch.from_numpy(samples["item_seq"][index]),
+            items=flat_items,
+            start=torch.from_numpy(samples["start"][index]),
             item_length=torch.from_numpy(samples["item_length"][index]),
             target=torch.from_numpy(samples["target"][index]),
             user=torch.from_numpy(samples["user"][index]),
+            max_len=max_len,
         )
 
     return SequentialData(
@@ -304,7 +325,8 @@ def attribute_extras(data: SequentialData, attribute: ItemAttribute) -> dict[str
 
 
 def _prefix_samples(users: np.ndarray, items: np.ndarray, times32: np.ndarray, max_len: int) -> dict[str, np.ndarray]:
-    """One sample per interaction that is not a user's first, in (user, time) order."""
+    """One sample per interaction that is not a user's first, in (user, time) order: its target, and
+    its history as a window [start, start + length) of the items in that order (``items``)."""
     order = np.lexsort((times32, users))  # stable: user first, then float32 time, then file order
     users, items, times32 = users[order], items[order], times32[order]
     n = len(users)
@@ -313,14 +335,10 @@ def _prefix_samples(users: np.ndarray, items: np.ndarray, times32: np.ndarray, m
     block_start = np.maximum.accumulate(np.where(is_first, np.arange(n), 0))
     rows = np.flatnonzero(~is_first)  # every row that is a target
     start = np.maximum(block_start[rows], rows - max_len)
-    length = rows - start  # [S], 1..max_len
-    offsets = np.arange(max_len)
-    positions = start[:, None] + offsets[None, :]  # [S, L]
-    valid = offsets[None, :] < length[:, None]
-    item_seq = np.where(valid, items[np.minimum(positions, n - 1)], 0).astype(np.int64)
     return {
-        "item_seq": item_seq,
-        "item_length": length.astype(np.int64),
+        "items": items.astype(np.int64),
+        "start": start.astype(np.int64),
+        "item_length": (rows - start).astype(np.int64),  # [S], 1..max_len
         "target": items[rows].astype(np.int64),
         "user": users[rows].astype(np.int64),
         "time": times32[rows],
@@ -359,6 +377,7 @@ def _to_state(data: SequentialData) -> dict[str, Any]:
         "n_users": data.n_users,
         "n_items": data.n_items,
         "max_len": data.max_len,
+        "items": data.train.items,
         "train": data.train.to_dict(),
         "valid": data.valid.to_dict(),
         "test": data.test.to_dict(),
@@ -383,9 +402,9 @@ def _load_cached(path: Path, dataset: str, directory: Path, checksum: str) -> Se
         n_users=state["n_users"],
         n_items=state["n_items"],
         max_len=state["max_len"],
-        train=SampleSet(**state["train"]),
-        valid=SampleSet(**state["valid"]),
-        test=SampleSet(**state["test"]),
+        train=SampleSet(state["items"], **state["train"], max_len=state["max_len"]),
+        valid=SampleSet(state["items"], **state["valid"], max_len=state["max_len"]),
+        test=SampleSet(state["items"], **state["test"], max_len=state["max_len"]),
         item_tokens=state["item_tokens"],
         user_tokens=state["user_tokens"],
         source_dir=directory,
