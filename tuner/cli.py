@@ -87,7 +87,7 @@ def tune(request: StudyRequest) -> TuneOutcome:
         print(f"error: {no_result_reason(study.records)}", file=sys.stderr)
         return TuneOutcome(1, study)
     if request.seeds > 0:
-        return run_seed_phase(request, study)
+        return run_seed_phase(request, study, seconds_per_trial)
     return TuneOutcome(0, study)
 
 
@@ -254,14 +254,15 @@ def no_result_reason(records: list[TrialRecord]) -> str:
     return f"no trial finished ({len(records)} trials: none complete); see results.csv"
 
 
-def run_seed_phase(request: StudyRequest, main_study: StudyRun) -> TuneOutcome:
+def run_seed_phase(request: StudyRequest, main_study: StudyRun, seconds_per_trial: float | None = None) -> TuneOutcome:
     """Re-run the best configs with ``--seeds`` seeds as their own study; mean ± std per config, printed
-    and on the main study's parent run."""
+    and on the main study's parent run. Its progress takes the main plan's seconds per trial (a seed run
+    trains a full config: no pruning)."""
     from tuner.seeds import seed_metrics, seed_plan, seed_summary, top_records
 
     top = top_records(main_study.records, request.bigger, request.seeds_top)
     splan = seed_plan(main_study.plan, top, int(request.base["seed"]), request.seeds)
-    study = run_study(request, splan)
+    study = run_study(request, splan, seconds_per_trial)
     write_results(request, study, request.out_dir / "seeds.result", "seeds.csv")
     main_study.tracker.log_metrics(seed_metrics(top, study.records))
     print(f"\nTop configurations over {request.seeds} seeds: mean ± std "
