@@ -37,12 +37,13 @@ class StudyEstimate:
     trials: int
     workers: int
     threads: int
-    epoch_seconds: float  # mean over the study's points
+    epoch_seconds: float  # mean over the study's points: one training epoch and one validation
     epochs_per_trial: float
+    test_seconds: float = 0.0  # a finished trial's test evaluation (one more full-sort pass)
 
     @property
     def trial_seconds(self) -> float:
-        return self.epoch_seconds * self.epochs_per_trial
+        return self.epoch_seconds * self.epochs_per_trial + self.test_seconds
 
     @property
     def study_seconds(self) -> float:
@@ -100,8 +101,10 @@ def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate
         shape = json.dumps(shape_of(request, params), sort_keys=True, default=repr)
         first, count = by_shape.get(shape, (params, 0))
         by_shape[shape] = (first, count + 1)
-    total = sum(epoch_cost(request, params, threads).epoch_seconds * n for params, n in by_shape.values())
-    return StudyEstimate(request.n_trials, workers, threads, total / len(points), expected_epochs(request))
+    costs = [(epoch_cost(request, params, threads), n) for params, n in by_shape.values()]
+    epoch = sum(cost.epoch_seconds * n for cost, n in costs) / len(points)
+    test = sum(cost.eval_seconds * n for cost, n in costs) / len(points)  # the test users are the valid users
+    return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test)
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
