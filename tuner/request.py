@@ -183,6 +183,11 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
                      checkpoint_dir=str((Path(args.output_file).parent / "checkpoints").resolve()),
                      log_checkpoints=args.log_checkpoints)
     preflight(spec, space)
+    # the data files parsed once here: a malformed row is one line naming file:line before anything is
+    # written, and the prepared data is cached for every worker (a no-op when it already is)
+    from models.data.sequential import load_sequential_data
+
+    load_sequential_data(base)
     algo = args.algo or ("grid" if space.is_grid else "tpe")
     if algo == "grid" and not space.is_grid:
         names = [n for n, p in space.parameters.items() if not isinstance(p.distribution, Choice)]
