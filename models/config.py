@@ -57,6 +57,7 @@ class TrainingConfig(TypedConfig):
     epochs: Annotated[int, AtLeast(1)]
     train_batch_size: Annotated[int, AtLeast(1)]
     eval_batch_size: Annotated[int, AtLeast(1)]
+    eval_score_mb: Annotated[int, AtLeast(1)]  # full-sort scores held at once: fewer users per batch at many items
     MAX_ITEM_LIST_LENGTH: Annotated[int, AtLeast(1)]
     learning_rate: Annotated[float, Above(0)]
     weight_decay: Annotated[float, AtLeast(0)]

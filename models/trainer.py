@@ -149,6 +149,13 @@ def show_progress(config: Config) -> bool:
     return bool(setting)
 
 
+def eval_users_per_batch(eval_batch_size: int, score_mb: int, n_items: int) -> int:
+    """Users per full-sort batch: RecBole's eval_batch_size, fewer when their [B, N] float32 scores and
+    topk's working copy would exceed ``score_mb`` (a catalogue of millions of items); at least one."""
+    per_user = n_items * 4 * 2  # the scores and topk's working copy, in bytes
+    return max(1, min(eval_batch_size, score_mb * 2**20 // per_user))
+
+
 class Trainer:
     def __init__(self, config: Config, model: SequentialRecommender, data: SequentialData) -> None:
         self.config = config
@@ -202,7 +209,8 @@ class Trainer:
         self.model.eval()
         cfg = self.config
         accumulator = TopKAccumulator(cfg["metrics"], cfg["topk"], cfg["metric_decimal_place"])
-        for batch in samples.batches(self.config["eval_batch_size"]):
+        for batch in samples.batches(eval_users_per_batch(cfg["eval_batch_size"], cfg["eval_score_mb"],
+                                                          self.data.n_items)):
             batch = batch.to(self.device)
             scores = self.model.full_sort_predict(batch)  # [B, N]
             scores[:, 0] = -torch.inf
