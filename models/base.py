@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from models.config_types import Annotated, OneOf, TypedConfig
-from models.data.sequential import Batch, SequentialData
+from models.data.samples import Batch, SequentialData
 from models.errors import ConfigError
 
 

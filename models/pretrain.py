@@ -34,7 +34,7 @@ import torch
 
 from models.config import Config
 from models.data.datasets import cache_root
-from models.data.sequential import SequentialData
+from models.data.samples import SequentialData
 from models.trainer import EpochCallback, EpochReport, Trainer, TrainResult
 from models.utils import atomic_path, file_lock, init_seed, resolve_device, to_plain
 

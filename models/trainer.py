@@ -25,7 +25,8 @@ import torch
 
 from models.base import SequentialRecommender
 from models.config import Config
-from models.data.sequential import Batch, SampleSet, SequentialData, load_sequential_data
+from models.data.samples import Batch, SampleSet, SequentialData
+from models.data.sequential import load_sequential_data
 from models.errors import ConfigError
 from models.metrics import TopKAccumulator
 from models.registry import create_model

@@ -52,7 +52,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("SEQTUNE_CACHE", str(cache))
     from models.data import sequential
 
-    monkeypatch.setattr(sequential, "_MEMORY_CACHE", {})
+    monkeypatch.setattr(sequential, "MEMORY", {})
 
 
 # -- run_hyper.py end to end on a synthetic dataset (test_tuner, test_tracking, test_ray, test_ui) -----

@@ -82,8 +82,8 @@ def test_cache_round_trip_gives_identical_tensors(synthetic_dir: Path, monkeypat
     from models.data import sequential
 
     first = load_sequential_data(_config(synthetic_dir))
-    monkeypatch.setattr(sequential, "_MEMORY_CACHE", {})
-    monkeypatch.setattr(sequential, "build_sequential_data", lambda *a, **k: pytest.fail("cache missed"))
+    monkeypatch.setattr(sequential, "MEMORY", {})
+    monkeypatch.setattr(sequential, "prepare", lambda *a, **k: pytest.fail("cache missed"))
     second = load_sequential_data(_config(synthetic_dir))
     for split in ("train", "valid", "test"):
         for name, tensor in getattr(first, split).to_dict().items():

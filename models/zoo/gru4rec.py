@@ -15,7 +15,7 @@ from torch import nn
 
 from models.base import RecommenderConfig, SequentialRecommender, embedding_and_gru_init, scores_and_loss
 from models.config_types import Annotated, AtLeast, Probability
-from models.data.sequential import Batch, SequentialData
+from models.data.samples import Batch, SequentialData
 from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo
 from models.registry import register_model

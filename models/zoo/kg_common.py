@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from models.data.kg import aligned_vectors
-from models.data.sequential import SequentialData
+from models.data.samples import SequentialData
 
 
 def pretrained_kg_matrices(config: Any, data: SequentialData, dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from models.base import RecommenderConfig, SequentialRecommender, bpr_loss, embedding_and_gru_init
 from models.config_types import Annotated, AtLeast, Probability
-from models.data.sequential import Batch, SequentialData
+from models.data.samples import Batch, SequentialData
 from models.kg_embed import TransEConfig
 from models.nn.dropout import Dropout
 from models.nn.packed_gru import PackedGRU, PackInfo

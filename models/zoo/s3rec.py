@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from models.base import RecommenderConfig, SequentialRecommender, scores_and_loss
 from models.config_types import Above, Annotated, AtLeast, OneOf, Probability
-from models.data.sequential import Batch, SequentialData
+from models.data.samples import Batch, SequentialData
 from models.errors import ConfigError, DataError
 from models.nn.dropout import Dropout
 from models.nn.transformer import ACTIVATIONS, TransformerEncoder, padding_mask
