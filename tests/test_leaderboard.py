@@ -59,6 +59,16 @@ def test_leaderboard_tunes_each_model_and_ranks_them_over_seeds(kg_workdir: Path
     assert all("seeds/top1/test_mrr_at_10_mean" in r.data.metrics for r in parents)
 
 
+def test_leaderboard_dry_run_prints_every_plan_and_writes_nothing(kg_workdir: Path) -> None:
+    before = set(kg_workdir.iterdir())
+    proc = run(kg_workdir, "--model", "GRU4Rec,GRU4RecKG", "--params_file", "a.test,b.test", "--budget", "20m",
+               "--epochs=3", "--dry-run", "--no-mlflow")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("plan: 2 trials") == 2
+    assert "=== GRU4Rec:" in proc.stderr and "=== GRU4RecKG:" in proc.stderr
+    assert set(kg_workdir.iterdir()) == before
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "GRU4Rec,NoSuchModel", "--budget", "5m"], "NoSuchModel"),
     (["--model", "GRU4Rec,KSR", "--params_file", "a.test", "--budget", "5m"], "one per model"),

@@ -138,6 +138,12 @@ def run_leaderboard(argv: list[str], models: list[str]) -> int:
           + (f"epochs capped at {cap} for every model so that the seed runs fit" if cap else "full-length training"),
           file=sys.stderr)
 
+    if requests[0].dry_run:  # every model's plan, and nothing runs or is written
+        for request, search_budget in plans:
+            print(f"\n=== {request.spec.model}: search {format_duration(search_budget)}, then {seeds} seeds",
+                  file=sys.stderr)
+            tune(request)
+        return 0
     entries, code = [], 0
     for request, search_budget in plans:
         print(f"\n=== {request.spec.model}: search {format_duration(search_budget)}, then {seeds} seeds",
