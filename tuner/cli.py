@@ -72,8 +72,9 @@ def tune(request: StudyRequest) -> TuneOutcome:
     study = run_study(request, plan, seconds_per_trial)
     best = write_results(request, study, request.output_file, "results.csv", plan_lines)
     print_summary(request, study.records, best)
-    if study.tracker.view_url():
-        print(f"MLflow: {study.tracker.view_url()} (the study's row and columns; report: "
+    url = study.tracker.view_url()
+    if url:
+        print(f"MLflow: {url} (the study's row and columns; report: "
               f"{request.out_dir / 'report.html'})")
     if study.interrupted:
         print(f"interrupted: resume with the same command (study {plan.study_name!r})", file=sys.stderr)

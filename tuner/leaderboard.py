@@ -19,17 +19,20 @@ import dataclasses
 import hashlib
 import json
 import math
-import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.errors import SeqtuneError
 from tuner.reporting.outputs import write_text
 from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, parse_duration, resolve
 from tuner.trial import TrialRecord, TrialState
+
+if TYPE_CHECKING:
+    from tuner.plan import StudyEstimate
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 DEFAULT_SEEDS = 3
@@ -38,13 +41,11 @@ SEED_SHARE = 0.5  # of a model's share, at most, for its seed runs
 
 def model_list(argv: Sequence[str]) -> list[str]:
     """The models of ``--model A,B``; one model (or none given) is an ordinary study."""
-    peek = argparse.ArgumentParser(add_help=False)
-    peek.add_argument("--model", "-m", default="")
-    known, _ = peek.parse_known_args(list(argv))
-    return [m.strip() for m in known.model.split(",") if m.strip()]
+    return [m.strip() for m in (_flag(argv, "--model", "-m") or "").split(",") if m.strip()]
 
 
 def _flag(argv: Sequence[str], *names: str) -> str | None:
+    """The value of one flag in argv (the last if repeated), without parsing the rest."""
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument(*names, dest="value", default=None)
     return peek.parse_known_args(list(argv))[0].value
@@ -125,12 +126,13 @@ def run_leaderboard(argv: list[str], models: list[str]) -> int:
                 "--tag", f"leaderboard={board}", *extra]
 
     requests = [resolve(model_argv(m, s)) for m, s in zip(models, spaces, strict=True)]  # all checked first
-    cap = epoch_cap(requests, share, seeds, estimate)
+    estimates = [estimate(r) for r in requests]
+    cap = epoch_cap(requests, estimates, share, seeds)
     if cap is not None:
         requests = [resolve(model_argv(m, s, [f"--epochs={cap}"])) for m, s in zip(models, spaces, strict=True)]
+        estimates = [estimate(r) for r in requests]
     plans = []
-    for request in requests:
-        planned = estimate(request)
+    for request, planned in zip(requests, estimates, strict=True):
         seed_seconds = math.ceil(seeds / request.workers) * planned.trial_seconds
         plans.append((request, max(60.0, share - seed_seconds)))
     print(f"leaderboard {board}: {', '.join(models)} on {dataset}; {format_duration(share)} per model "
@@ -138,17 +140,13 @@ def run_leaderboard(argv: list[str], models: list[str]) -> int:
           + (f"epochs capped at {cap} for every model so that the seed runs fit" if cap else "full-length training"),
           file=sys.stderr)
 
-    if requests[0].dry_run:  # every model's plan, and nothing runs or is written
-        for request, search_budget in plans:
-            print(f"\n=== {request.spec.model}: search {format_duration(search_budget)}, then {seeds} seeds",
-                  file=sys.stderr)
-            tune(request)
-        return 0
     entries, code = [], 0
     for request, search_budget in plans:
         print(f"\n=== {request.spec.model}: search {format_duration(search_budget)}, then {seeds} seeds",
               file=sys.stderr)
         outcome = tune(dataclasses.replace(request, timeout=search_budget))
+        if request.dry_run:  # every model's plan, and nothing runs or is written
+            continue
         if outcome.code == 130:
             return 130
         if outcome.study is None or outcome.seeds is None or not outcome.top:
@@ -156,18 +154,20 @@ def run_leaderboard(argv: list[str], models: list[str]) -> int:
             continue
         entries.append(entry_of(request, outcome.study.records, outcome.seeds.records, outcome.top[0],
                                 outcome.study.seconds + outcome.seeds.seconds))
+    if requests[0].dry_run:
+        return 0
     write_leaderboard(output.parent, board, entries, requests[0], cap, seeds)
     print(f"\nleaderboard: {output.parent / 'leaderboard.md'}, {output.parent / 'leaderboard.csv'}")
     print((output.parent / "leaderboard.md").read_text())
     return code
 
 
-def epoch_cap(requests: Sequence[StudyRequest], share: float, seeds: int, estimate) -> int | None:  # type: ignore[no-untyped-def]
+def epoch_cap(requests: Sequence[StudyRequest], estimates: Sequence[StudyEstimate], share: float,
+              seeds: int) -> int | None:
     """The epochs every model trains when its seed runs at full length would take more than SEED_SHARE of
     its share (None: no cap needed). The same cap for all: one protocol."""
     caps = []
-    for request in requests:
-        planned = estimate(request)
+    for request, planned in zip(requests, estimates, strict=True):
         rounds = math.ceil(seeds / request.workers)
         if rounds * planned.trial_seconds <= SEED_SHARE * share:
             continue
@@ -184,21 +184,14 @@ def epoch_cap(requests: Sequence[StudyRequest], share: float, seeds: int, estima
     return min(min(caps), current)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def entry_of(request: StudyRequest, search: Sequence[TrialRecord], seed_runs: Sequence[TrialRecord],
              best: TrialRecord, seconds: float) -> Entry:
-    from tuner.seeds import runs_of
+    from tuner.seeds import runs_of, spread
 
     runs = runs_of(best, seed_runs)
-    metrics = sorted({k for r in runs for k in r.test_result})
-    return Entry(request.spec.model, best.params,
-                 {k: _mean_std([r.best_valid_result[k] for r in runs if k in r.best_valid_result]) for k in metrics},
-                 {k: _mean_std([r.test_result[k] for r in runs if k in r.test_result]) for k in metrics},
-                 len(runs), sum(r.state.finished for r in search), sum(r.state == TrialState.PRUNED for r in search),
-                 seconds)
+    return Entry(request.spec.model, best.params, spread([r.best_valid_result for r in runs]),
+                 spread([r.test_result for r in runs]), len(runs), sum(r.state.finished for r in search),
+                 sum(r.state == TrialState.PRUNED for r in search), seconds)
 
 
 def write_leaderboard(out_dir: Path, board: str, entries: list[Entry], request: StudyRequest, cap: int | None,

@@ -78,11 +78,16 @@ def seed_metrics(top: Sequence[TrialRecord], records: Sequence[TrialRecord]) -> 
             continue
         metrics[f"seeds/top{rank}/n"] = float(len(runs))
         for split, results in (("valid", [r.best_valid_result for r in runs]), ("test", [r.test_result for r in runs])):
-            for key in sorted({k for result in results for k in result}):
-                mean, std = _mean_std([result.get(key, math.nan) for result in results])
+            for key, (mean, std) in spread(results).items():
                 metrics[f"seeds/top{rank}/{split}_{key}_mean"] = mean
                 metrics[f"seeds/top{rank}/{split}_{key}_std"] = std
     return metrics
+
+
+def spread(results: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Every metric of some runs' results as (mean, std) over the runs (nan where a run lacks it)."""
+    keys = sorted({k for result in results for k in result})
+    return {key: _mean_std([result.get(key, math.nan) for result in results]) for key in keys}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

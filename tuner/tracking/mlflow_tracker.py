@@ -254,8 +254,7 @@ class MlflowTracker(Tracker):
             tags = [RunTag("best_trial", str(best.number)), *(RunTag(k, v) for k, v in best_params.items())]
         if wall_seconds is not None:
             metrics.append(Metric(WALL, self.wall_before + wall_seconds, now, step))
-        for start in range(0, len(metrics), 900):  # MLflow takes 1000 metrics per batch
-            retry(lambda b=metrics[start:start + 900]: self.client.log_batch(run_id, metrics=b, tags=tags))
+        self._log_metrics(metrics, tags)
         if new_points:
             self._curve_logged[curve_key] = new_points[-1][0]
         done = wall_seconds is not None and not any(r.state in (TrialState.WAITING, TrialState.RUNNING)
@@ -270,9 +269,13 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()]
-        for start in range(0, len(batch), 900):
-            retry(lambda b=batch[start:start + 900]: self.client.log_batch(self.parent_run_id, metrics=b))
+        self._log_metrics([Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()])
+
+    def _log_metrics(self, metrics: list[Any], tags: Sequence[Any] = ()) -> None:
+        """Metrics (and tags) on the parent run, in batches MLflow accepts (at most 1000 metrics each)."""
+        for start in range(0, len(metrics), 900):
+            retry(lambda b=metrics[start:start + 900]: self.client.log_batch(self.parent_run_id, metrics=b,
+                                                                             tags=list(tags)))
 
     def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         for folder, paths in artifacts.items():
