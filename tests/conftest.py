@@ -60,12 +60,17 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
 
 
+def with_toy_data(directory: Path) -> Path:
+    """``directory`` with a small dataset 'toy' under data/ (pass --data_path=directory/data)."""
+    write_atomic(directory / "data" / "toy" / "toy.inter", INTER_HEADER,
+                 synthetic_interactions(n_users=40, n_items=50, per_user=(5, 30)))
+    return directory
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A fresh directory with a small dataset 'toy' under data/ (pass --data_path=workdir/data)."""
-    write_atomic(tmp_path / "data" / "toy" / "toy.inter", INTER_HEADER,
-                 synthetic_interactions(n_users=40, n_items=50, per_user=(5, 30)))
-    return tmp_path
+    """A fresh directory with the toy dataset under data/."""
+    return with_toy_data(tmp_path)
 
 
 def hyper_command(workdir: Path, *args: str, model: str = "GRU4Rec") -> list[str]:
@@ -98,3 +103,25 @@ def study_rows(db: Path) -> list[tuple[int, str, dict[str, str]]]:
     for trial_id, name, value in params:
         by_trial.setdefault(trial_id, {})[name] = value
     return [(number, state, by_trial.get(trial_id, {})) for trial_id, number, state in trials]
+
+
+def hyper_in_process(command: list[str], workdir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``command`` (``[python, run_hyper.py, *args]``) through run_hyper.py's entry (``run_cli(main)``) in
+    this process, from ``workdir``: the exit status and stderr. For inputs rejected before anything
+    trains, where a subprocess would only add its interpreter's start-up; tests that train run it."""
+    import signal
+    import sys
+
+    from models.cli import run_cli
+    from tuner.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        patch.setattr(sys, "argv", command[1:])
+        handler = signal.getsignal(signal.SIGTERM)  # main() installs its own, as the command does
+        try:
+            with pytest.raises(SystemExit) as exit_status:
+                run_cli(main)
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+    return int(exit_status.value.code or 0), capsys.readouterr().err

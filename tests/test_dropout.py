@@ -25,8 +25,8 @@ def _both(x: torch.Tensor, p: float, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 def test_the_fast_path_is_active_where_it_can_be() -> None:
     """Active wherever a C compiler exists and torch's mask is its serial mt19937 loop (not MKL's stream,
-    which torch uses on Intel CPUs); elsewhere the self check must have turned it off (torch's numbers,
-    only slower)."""
+    which some torch builds use on Intel CPUs); elsewhere the self check must have turned it off (torch's
+    numbers, only slower)."""
     import os
     import shutil
     from pathlib import Path
@@ -35,7 +35,12 @@ def test_the_fast_path_is_active_where_it_can_be() -> None:
     intel = cpuinfo.is_file() and "GenuineIntel" in cpuinfo.read_text()
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     enabled = os.environ.get("SEQTUNE_FAST_DROPOUT", "1") != "0"
-    assert fast.fast_dropout_active() == bool(compiler and enabled and not intel)
+    if not (compiler and enabled):
+        assert not fast.fast_dropout_active()
+    elif not intel:  # torch's mask is always the serial loop here: the fast path must be on
+        assert fast.fast_dropout_active()
+    # on Intel it depends on the torch build (MKL's stream or the serial loop; both seen): the self check
+    # decides, and the tests below hold whichever path runs
 
 
 @pytest.mark.parametrize("shape", [(1,), (7, 89), (3, 624), (2, 2, 50, 50), (5, 1249)])

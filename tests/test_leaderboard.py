@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, hyper_env, synthetic_interactions, write_atomic
+from tests.conftest import ROOT, hyper_env, hyper_in_process, synthetic_interactions, write_atomic
 
 INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
 
@@ -31,10 +31,14 @@ def kg_workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def command(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "run_hyper.py"), "--dataset", "toyk", f"--data_path={workdir / 'data'}",
+            "--embedding_size=8", "--show_progress=false", f"--storage=sqlite:///{workdir / 's.db'}", *args]
+
+
 def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(ROOT / "run_hyper.py"), "--dataset", "toyk", f"--data_path={workdir / 'data'}",
-               "--embedding_size=8", "--show_progress=false", f"--storage=sqlite:///{workdir / 's.db'}", *args]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900, env=hyper_env())
+    return subprocess.run(command(workdir, *args), cwd=workdir, capture_output=True, text=True, timeout=900,
+                          env=hyper_env())
 
 
 def test_leaderboard_tunes_each_model_and_ranks_them_over_seeds(kg_workdir: Path) -> None:
@@ -77,10 +81,11 @@ def test_leaderboard_dry_run_prints_every_plan_and_writes_nothing(kg_workdir: Pa
     (["--model", "GRU4Rec,KSR", "--params_file", "a.test,b.test"], "needs --budget"),
     (["--model", "GRU4Rec,GRU4Rec", "--params_file", "a.test,b.test", "--budget", "5m"], "twice"),
 ])
-def test_bad_leaderboard_input_is_one_line(kg_workdir: Path, args: list[str], message: str) -> None:
+def test_bad_leaderboard_input_is_one_line(kg_workdir: Path, args: list[str], message: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     before = set(kg_workdir.iterdir())
-    proc = run(kg_workdir, *args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    code, stderr = hyper_in_process(command(kg_workdir, *args), kg_workdir, capsys)
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
     assert set(kg_workdir.iterdir()) == before  # nothing written

@@ -58,17 +58,19 @@ def test_a_continuous_range_is_checked_at_its_bounds_and_inside(tmp_path: Path) 
     ("u1\ti2\t1\tabc", "toy.inter:4: field 'timestamp' expects a float, got 'abc'"),
     ("u1\ti2\t1\t7\textra", "toy.inter:4: expected 4 TAB-separated fields, found 5"),
 ])
-def test_malformed_data_stops_the_study_before_anything_is_written(workdir: Path, row: str, message: str) -> None:
+def test_malformed_data_stops_the_study_before_anything_is_written(workdir: Path, row: str, message: str,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The data files are parsed before the study starts: one line naming file:line, exit 2, no storage,
     no result file (not a study of failed trials)."""
-    from tests.conftest import run_hyper
+    from tests.conftest import hyper_command, hyper_in_process
 
     inter = workdir / "data" / "toy" / "toy.inter"
     lines = inter.read_text().splitlines()
     inter.write_text("\n".join([*lines[:3], row, *lines[3:]]) + "\n")
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
     before = set(workdir.iterdir())
-    proc = run_hyper(workdir, "--params_file", "h.test", "--no-mlflow", f"--storage=sqlite:///{workdir / 's.db'}")
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"error: {workdir / 'data' / 'toy' / message}"]
+    code, stderr = hyper_in_process(hyper_command(workdir, "--params_file", "h.test", "--no-mlflow",
+                                                  f"--storage=sqlite:///{workdir / 's.db'}"), workdir, capsys)
+    assert code == 2, stderr
+    assert stderr.strip().splitlines() == [f"error: {workdir / 'data' / 'toy' / message}"]
     assert set(workdir.iterdir()) == before

@@ -27,13 +27,19 @@ RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"
 
 def test_ray_from_a_fresh_directory_with_default_tracking_matches_optuna(workdir: Path) -> None:
     """No --mlflow-uri, no --storage, no --ray-storage: every Ray trial (each in a working directory
-    of its own) logs to this directory's mlflow.db and study, and the numbers equal the Optuna backend's."""
+    of its own) logs to this directory's mlflow.db and study, and the numbers equal the Optuna backend's.
+    The seed phase (--seeds) runs on Ray too."""
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
     fresh = workdir / "fresh"
     fresh.mkdir()
     ray = run_hyper(workdir, "--params_file", str(workdir / "h.test"), "--epochs=2", "--tool", "ray", "--workers", "2",
-                    "--output_file", "ray/out.result", cwd=fresh)
+                    "--output_file", "ray/out.result", "--seeds", "2", cwd=fresh)
     assert ray.returncode == 0, ray.stderr[-3000:]
+    seed_rows = list(csv.DictReader((fresh / "ray" / "seeds.csv").open()))
+    assert len(seed_rows) == 4 and all(r["state"] == "COMPLETE" for r in seed_rows)  # 2 configs x 2 seeds
+    for lr in ("0.01", "0.001"):
+        runs = [r for r in seed_rows if r["learning_rate"] == lr]
+        assert sorted(int(r["seed"]) for r in runs) == [2020, 2021] and len({r["valid_mrr@10"] for r in runs}) == 2
     optuna = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--output_file", "optuna/out.result",
                        f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow")
     assert optuna.returncode == 0, optuna.stderr
@@ -44,7 +50,8 @@ def test_ray_from_a_fresh_directory_with_default_tracking_matches_optuna(workdir
         (workdir / "optuna" / "results.csv").read_text().splitlines()[0]
     client = MlflowClient(f"sqlite:///{fresh / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("GRU4Rec-toy").experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in runs
+               if "mlflow.parentRunId" not in r.data.tags and ":seeds-" not in r.data.tags["study_name"]]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and len(children) == 2
     assert all(c.info.status == "FINISHED" and c.data.tags["state"] == "COMPLETE" for c in children)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, hyper_command, hyper_env, run_hyper, study_rows
+from tests.conftest import ROOT, hyper_command, hyper_env, hyper_in_process, run_hyper, study_rows
 from tuner.reporting import parse_recbole_output
 
 UNALLOCATABLE = 10**7  # a GRU this wide needs ~1 PB: a real failure inside the trial that no config check sees
@@ -146,13 +146,14 @@ def test_median_pruning_stops_a_hopeless_config(workdir: Path) -> None:
         ("learning_rate choice [0.1]", ["--budget", "1h30m", "--timeout", "60"], "--timeout and --budget both"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(workdir: Path, space: str, args, fragment) -> None:
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(workdir: Path, space: str, args, fragment,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "h.test").write_text(space + "\n")
     before = set(workdir.iterdir())
-    proc = run_hyper(workdir, "--params_file", "h.test", *args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    code, stderr = hyper_in_process(hyper_command(workdir, "--params_file", "h.test", *args), workdir, capsys)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in stderr, stderr
     assert set(workdir.iterdir()) == before
 
 
@@ -255,12 +256,12 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
     _assert_finished_once(workdir, db, 4)
 
 
-@pytest.mark.parametrize("tool", ["optuna", "ray"])
-def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path, tool: str) -> None:
+def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path) -> None:
+    """Through the Optuna backend; test_ray's fresh-directory study runs the seed phase on Ray."""
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.002]\n")
-    tracking = f"--mlflow-uri=sqlite:///{workdir / 'm.db'}" if tool == "optuna" else "--no-mlflow"
-    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--seeds", "3", "--tool", tool,
-                     f"--storage=sqlite:///{workdir / 's.db'}", tracking, "--workers", "2")
+    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--seeds", "3",
+                     f"--storage=sqlite:///{workdir / 's.db'}", f"--mlflow-uri=sqlite:///{workdir / 'm.db'}",
+                     "--workers", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((workdir / "seeds.csv").open()))
     assert len(rows) == 6 and all(r["state"] == "COMPLETE" for r in rows)  # 2 configs x 3 seeds, no more
@@ -271,18 +272,18 @@ def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path, tool: st
     summary = [line for line in proc.stdout.splitlines() if line.startswith(("1. ", "2. "))]
     assert len(summary) == 2 and all("± 0.0000," not in line and "seeds [2020, 2021, 2022]" in line
                                      for line in summary)
-    if tool == "optuna":  # the means and spreads land on the main study's parent run too
-        from mlflow.tracking import MlflowClient
+    # the means and spreads land on the main study's parent run too
+    from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(f"sqlite:///{workdir / 'm.db'}")
-        parents = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
-                   if "mlflow.parentRunId" not in r.data.tags and ":seeds-" not in r.data.tags["study_name"]]
-        assert len(parents) == 1
-        metrics, best_lr = parents[0].data.metrics, parents[0].data.params["best.learning_rate"]
-        tests = [float(r["test_mrr@10"]) for r in rows if r["learning_rate"] == best_lr]
-        assert metrics["seeds/top1/test_mrr_at_10_mean"] == pytest.approx(statistics.mean(tests), abs=1e-6)
-        assert metrics["seeds/top1/test_mrr_at_10_std"] == pytest.approx(statistics.stdev(tests), abs=1e-6)
-        assert metrics["seeds/top1/n"] == 3 and "seeds/top2/valid_ndcg_at_10_mean" in metrics
+    client = MlflowClient(f"sqlite:///{workdir / 'm.db'}")
+    parents = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+               if "mlflow.parentRunId" not in r.data.tags and ":seeds-" not in r.data.tags["study_name"]]
+    assert len(parents) == 1
+    metrics, best_lr = parents[0].data.metrics, parents[0].data.params["best.learning_rate"]
+    tests = [float(r["test_mrr@10"]) for r in rows if r["learning_rate"] == best_lr]
+    assert metrics["seeds/top1/test_mrr_at_10_mean"] == pytest.approx(statistics.mean(tests), abs=1e-6)
+    assert metrics["seeds/top1/test_mrr_at_10_std"] == pytest.approx(statistics.stdev(tests), abs=1e-6)
+    assert metrics["seeds/top1/n"] == 3 and "seeds/top2/valid_ndcg_at_10_mean" in metrics
 
 
 def test_durations() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_hyper
+from tests.conftest import run_hyper, with_toy_data
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -63,13 +63,17 @@ def serve(command: list[str], url: str, log: Path, timeout: float = 90) -> Itera
             process.kill()
 
 
-@pytest.fixture
-def study(workdir: Path) -> Path:
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One study for every view here (each view only reads it), with its own data and tensor cache."""
+    workdir = with_toy_data(tmp_path_factory.mktemp("ui"))
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.001]\n")
-    proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--study-name", "ui",
-                     f"--storage=sqlite:///{workdir / 's.db'}", f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEQTUNE_CACHE", str(workdir / "cache"))
+        proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--study-name", "ui",
+                         f"--storage=sqlite:///{workdir / 's.db'}", f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}")
     assert proc.returncode == 0, proc.stderr
-    return workdir
+    yield workdir
 
 
 def browser(playwright):  # type: ignore[no-untyped-def]

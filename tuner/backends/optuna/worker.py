@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,7 @@ def claiming_store(store: StudyStore, plan: StudyPlan, worker: str) -> StudyStor
     class ClaimingStudy(optuna.Study):
         def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
             assert not fixed_distributions, "optimize() asks without fixed distributions"
-            with file_lock(lock_path(plan.storage)):
+            with signals_deferred(), file_lock(lock_path(plan.storage)):
                 claiming.reap_dead()
                 for waiting in claiming.trials([TrialState.WAITING]):
                     if claiming.claim(waiting.number, worker):
@@ -77,6 +78,22 @@ def claiming_store(store: StudyStore, plan: StudyPlan, worker: str) -> StudyStor
     claiming = store.using(ClaimingStudy(study_name=plan.study_name, storage=store.storage,
                                          sampler=make_sampler(plan), pruner=make_pruner(plan)))
     return claiming
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends. A claim is two storage writes (RUNNING, then the
+    owner); an interrupt between them would leave a RUNNING trial that no one owns, so neither this
+    process's cleanup nor the next run's reaping would queue it again. Delivered on exit, the signal
+    interrupts a trial that has its owner."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class BudgetSpent(Exception):
