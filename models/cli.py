@@ -16,10 +16,11 @@ from models.errors import SeqtuneError
 
 
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A command's parser; whatever it does not declare becomes a config override."""
+    """A command's parser; whatever it does not declare becomes a config override. No abbreviations:
+    a config key that is a prefix of a flag (``--seed=2021`` and ``--seeds``) must stay a config key."""
     return argparse.ArgumentParser(
         prog=prog, description=f"{description} Any other --key=value is a config override (RecBole's key names).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
 
 
 def parse_with_overrides(

@@ -286,6 +286,18 @@ def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path) -> None:
     assert metrics["seeds/top1/n"] == 3 and "seeds/top2/valid_ndcg_at_10_mean" in metrics
 
 
+def test_a_config_key_that_prefixes_a_flag_stays_a_config_key(workdir: Path) -> None:
+    """RecBole's --seed=2021 is a config override, never an abbreviation of --seeds or --seeds-top."""
+    from tuner.request import resolve
+
+    (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
+    request = resolve(hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--seed=2021", "--seeds", "2",
+                                    "--no-mlflow")[2:])
+    assert request.base["seed"] == 2021 and request.seeds == 2 and request.seeds_top == 3
+    alone = resolve(hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--seed=7", "--no-mlflow")[2:])
+    assert alone.base["seed"] == 7 and alone.seeds == 0
+
+
 def test_durations() -> None:
     from models.errors import SeqtuneError
     from tuner.request import parse_duration

@@ -46,7 +46,7 @@ def model_list(argv: Sequence[str]) -> list[str]:
 
 def _flag(argv: Sequence[str], *names: str) -> str | None:
     """The value of one flag in argv (the last if repeated), without parsing the rest."""
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument(*names, dest="value", default=None)
     return peek.parse_known_args(list(argv))[0].value
 
