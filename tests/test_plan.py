@@ -31,6 +31,23 @@ def test_the_estimate_measures_each_shape_once_and_caches_it(workdir: Path, tmp_
     assert again == first and [p.stat().st_mtime_ns for p in costs] == stamps  # read back, not re-measured
 
 
+def test_a_resumed_study_plans_only_the_trials_it_has_left(workdir: Path) -> None:
+    import optuna
+
+    db = workdir / "s.db"
+    request = _request(workdir, "--epochs=5", f"--storage=sqlite:///{db}", "--study-name", "resumed")
+    fresh = estimate(request)
+    assert fresh.finished == 0 and not db.exists()  # planning a new study creates no storage
+    study = optuna.create_study(study_name="resumed", storage=f"sqlite:///{db}", direction="maximize")
+    for state, value in ((optuna.trial.TrialState.COMPLETE, 0.1), (optuna.trial.TrialState.PRUNED, None),
+                         (optuna.trial.TrialState.FAIL, None), (optuna.trial.TrialState.WAITING, None)):
+        study.add_trial(optuna.trial.create_trial(state=state, value=value))
+    resumed = estimate(request)
+    assert resumed.finished == 2 and resumed.to_run == 4  # a failed or queued trial runs (again)
+    assert resumed.study_seconds == 4 * resumed.trial_seconds == fresh.study_seconds * 4 / 6
+    assert "6 trials (grid, 2 finished before: 4 to run)" in describe(request, resumed)[0]
+
+
 def test_a_long_study_says_so_and_names_what_fits(workdir: Path) -> None:
     request = _request(workdir)
     long = StudyEstimate(trials=6, workers=1, threads=2, epoch_seconds=100.0, epochs_per_trial=35)

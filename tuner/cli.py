@@ -118,7 +118,7 @@ def show_plan(request: StudyRequest) -> tuple[float | None, list[str]]:
         return None, lines
     lines = describe(request, planned)
     print("\n".join(lines), file=sys.stderr, flush=True)
-    return planned.study_seconds / max(planned.trials, 1), lines
+    return planned.study_seconds / max(planned.to_run, 1), lines
 
 
 def make_plan(request: StudyRequest) -> StudyPlan:

@@ -15,6 +15,7 @@ import json
 import math
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.data.datasets import cache_root
@@ -40,14 +41,20 @@ class StudyEstimate:
     epoch_seconds: float  # mean over the study's points: one training epoch and one validation
     epochs_per_trial: float
     test_seconds: float = 0.0  # a finished trial's test evaluation (one more full-sort pass)
+    finished: int = 0  # trials a resumed study already has (COMPLETE or PRUNED): not run again
 
     @property
     def trial_seconds(self) -> float:
         return self.epoch_seconds * self.epochs_per_trial + self.test_seconds
 
     @property
+    def to_run(self) -> int:
+        return max(0, self.trials - self.finished)
+
+    @property
     def study_seconds(self) -> float:
-        return math.ceil(self.trials / self.workers) * self.trial_seconds
+        """What is left of the study: the trials still to run, spread over the workers."""
+        return math.ceil(self.to_run / self.workers) * self.trial_seconds
 
 
 def expected_epochs(request: StudyRequest) -> float:
@@ -88,6 +95,24 @@ def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int) -> E
     return cost
 
 
+def finished_trials(request: StudyRequest) -> int:
+    """Trials the stored study already finished (a resume runs only the rest); 0 for a new study. Reads
+    the storage only where it exists: a plan creates nothing."""
+    import optuna
+
+    from tuner.backends.optuna.storage import storage_url
+
+    url = storage_url(request.storage)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return 0
+    try:
+        study = optuna.load_study(study_name=request.study_name, storage=url)
+    except KeyError:  # no study of that name yet
+        return 0
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=done))
+
+
 def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate:
     """The study's wall time with ``workers`` (default: the request's), each at its share of the cores."""
     from tuner.space import decode_value
@@ -104,23 +129,27 @@ def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate
     costs = [(epoch_cost(request, params, threads), n) for params, n in by_shape.values()]
     epoch = sum(cost.epoch_seconds * n for cost, n in costs) / len(points)
     test = sum(cost.eval_seconds * n for cost, n in costs) / len(points)  # the test users are the valid users
-    return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test)
+    return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test,
+                         finished_trials(request))
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
     """The plan as the user reads it, with alternatives when the study is long."""
     e = plan_estimate
     pruning = "" if request.pruner == "none" else f", {request.pruner} pruning (less: weak trials stop early)"
-    lines = [f"plan: {e.trials} trials ({request.algo}{pruning}) on {e.workers} worker(s) x {e.threads} thread(s); "
+    resumed = f", {e.finished} finished before: {e.to_run} to run" if e.finished else ""
+    lines = [f"plan: {e.trials} trials ({request.algo}{pruning}{resumed}) on {e.workers} worker(s) x "
+             f"{e.threads} thread(s); "
              f"an epoch ~{format_duration(e.epoch_seconds)} (measured here), ~{e.epochs_per_trial:.0f} epochs per "
              f"trial (early stop or the epochs cap), a trial ~{format_duration(e.trial_seconds)}: "
              f"the study ~{format_duration(e.study_seconds)}"]
     if e.study_seconds <= LONG_STUDY_SECONDS:
         return lines
-    per_trial = e.study_seconds / e.trials
+    per_trial = e.study_seconds / e.to_run
     fit = max(1, int(LONG_STUDY_SECONDS / per_trial))
-    lines.append(f"note: this study takes about {format_duration(e.study_seconds)}, over 2 h. What fits in 2 h:")
-    lines.append(f"  - {fit} of the {e.trials} points: --timeout 7200 --grid-order random runs an unbiased "
+    left = "this study takes" if not e.finished else "what is left of this study takes"
+    lines.append(f"note: {left} about {format_duration(e.study_seconds)}, over 2 h. What fits in 2 h:")
+    lines.append(f"  - {fit} of the {e.to_run} points: --timeout 7200 --grid-order random runs an unbiased "
                  "sample of the grid (the same command later resumes it), or a smaller space")
     for workers in sorted({2, max(2, cpu_count())} - {e.workers}):
         other = estimate(request, workers)
