@@ -66,6 +66,7 @@ class S3RecConfig(RecommenderConfig):
     pre_model_path: str
     pretrain_batch_size: Annotated[int | None, AtLeast(1)]  # ~: train_batch_size
     pretrain_learning_rate: Annotated[float | None, Above(0)]  # ~: learning_rate
+    low_memory: bool  # recompute the encoder's blocks, big buffers back to the OS: less memory, same numbers
 
     def check(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         """The rules between keys: the heads split the hidden size; pre_model_path goes with finetune."""
@@ -125,7 +126,8 @@ class S3Rec(SequentialRecommender):
         self.position_embedding = nn.Embedding(self.max_seq_length, H)
         self.feature_embedding = nn.Embedding(self.n_features, H, padding_idx=0)  # read only via .weight
         self.trm_encoder = TransformerEncoder(cfg.n_layers, cfg.n_heads, H, cfg.inner_size, cfg.hidden_dropout_prob,
-                                              cfg.attn_dropout_prob, cfg.hidden_act, cfg.layer_norm_eps)
+                                              cfg.attn_dropout_prob, cfg.hidden_act, cfg.layer_norm_eps,
+                                              recompute=cfg.low_memory)
         self.LayerNorm = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout_prob)
         self.aap_norm = nn.Linear(H, H)
