@@ -55,6 +55,11 @@ class SequentialRecommender(nn.Module):
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def epochs_stage(self) -> None:
+        """Switch to the stage whose epochs train and validate, after any stage of the model's own
+        (S3Rec: fine-tuning, after pretraining); the weights stay as they are. A cost measurement uses
+        it; a model with one stage has nothing to switch."""
+
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 

@@ -324,6 +324,7 @@ def measure_epoch_cost(config: Config, batches: int = 3) -> EpochCost:
     the config's own model, batch size and threads. A model's separate stage (S3Rec's pretraining) is
     not included: this is the cost of the epochs that train and validate."""
     data, model = prepare(config)
+    model.epochs_stage()
     trainer = Trainer(config, model, data)
     size = min(int(config["train_batch_size"]), len(data.train))
     # random rows, as an epoch's shuffled batches: a sample's cost grows with its history's length

@@ -125,3 +125,26 @@ def hyper_in_process(command: list[str], workdir: Path, capsys: pytest.CaptureFi
         finally:
             signal.signal(signal.SIGTERM, handler)
     return int(exit_status.value.code or 0), capsys.readouterr().err
+
+
+# -- S3Rec's data: interactions and an .item file of attributes (test_s3rec, test_plan) ---------------
+
+S3REC_ITEM_HEADER = ["item_id:token", "release_year:token", "class:token_seq", "genre:token"]
+GENRES = ["Drama", "Comedy", "Action", "Horror", "Romance", "Noir"]
+
+
+@pytest.fixture
+def toys(tmp_path: Path) -> Path:
+    """'toys': 25 users over items i0..i29. ``.item`` lacks i0 (its interactions are dropped, as RecBole),
+    lists a duplicate row for i3 (the first counts) and an item 'extra' without interactions."""
+    d = tmp_path / "toys"
+    write_atomic(d / "toys.inter", INTER_HEADER, synthetic_interactions(n_users=25, n_items=30, per_user=(3, 14)))
+    rng = random.Random(1)
+    rows = []
+    for k in range(1, 30):
+        classes = rng.sample(GENRES, rng.randint(1, 3))
+        rows.append([f"i{k}", 1990 + k, " ".join(classes), "" if k == 5 else classes[0]])
+    rows.insert(5, ["i3", 2000, "Western", "Western"])  # duplicate id: ignored
+    rows.append(["extra", 1999, "Musical Drama", "Musical"])
+    write_atomic(d / "toys.item", S3REC_ITEM_HEADER, rows)
+    return tmp_path

@@ -125,3 +125,26 @@ def test_progress_updates_one_line_in_place_on_a_terminal() -> None:
     quiet = _Terminal()
     ProgressDisplay("MRR@10", quiet=True, stream=quiet)(snap)
     assert quiet.getvalue() == ""
+
+
+def test_pretraining_epochs_per_cache_key_continue_from_the_longest_cached_run() -> None:
+    from models.pretrain import epochs_to_pretrain
+
+    assert epochs_to_pretrain([50, 100, 150], [], 50) == 150  # 100 continues from 50, 150 from 100
+    assert epochs_to_pretrain([150, 50, 100], [], 50) == 150  # any order: the files every 50 epochs serve
+    assert epochs_to_pretrain([50, 100, 150], [50], 50) == 100
+    assert epochs_to_pretrain([30, 70], [], 50) == 70  # 70 continues from 30's file
+    assert epochs_to_pretrain([100], [100], 50) == 0 and epochs_to_pretrain([0], [], 50) == 0
+
+
+def test_the_plan_counts_s3recs_pretraining_once_per_cache_key(toys: Path) -> None:
+    (toys / "h.test").write_text("pretrain_epochs choice [1, 2]\nlearning_rate choice [0.01, 0.001]\n")
+    request = resolve(["--model", "S3Rec", "--dataset", "toys", f"--data_path={toys}", "--hidden_size=8",
+                       "--n_layers=1", "--inner_size=16", "--MAX_ITEM_LIST_LENGTH=10", "--train_batch_size=64",
+                       "--params_file", str(toys / "h.test"), "--no-mlflow", "--epochs=3"])
+    planned = estimate(request)
+    assert planned.pretrain is not None
+    # the learning rate keys the cache: two pretrainings of 2 epochs (1 epoch is on the way to 2)
+    assert (planned.pretrain.keys, planned.pretrain.epochs) == (2, 4) and planned.pretrain.seconds > 0
+    assert planned.study_seconds == pytest.approx(4 * planned.trial_seconds + planned.pretrain.seconds)
+    assert "2 distinct pretraining(s), 4 epochs" in describe(request, planned)[0]

@@ -16,29 +16,8 @@ from models.registry import create_model
 from models.trainer import prepare, train
 from models.utils import init_seed
 from models.zoo.s3rec import S3Rec
-from tests.conftest import synthetic_interactions, write_atomic
 
-INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
-ITEM_HEADER = ["item_id:token", "release_year:token", "class:token_seq", "genre:token"]
-GENRES = ["Drama", "Comedy", "Action", "Horror", "Romance", "Noir"]
 L = 10
-
-
-@pytest.fixture
-def toys(tmp_path: Path) -> Path:
-    """'toys': 25 users over items i0..i29. ``.item`` lacks i0 (its interactions are dropped, as RecBole),
-    lists a duplicate row for i3 (the first counts) and an item 'extra' without interactions."""
-    d = tmp_path / "toys"
-    write_atomic(d / "toys.inter", INTER_HEADER, synthetic_interactions(n_users=25, n_items=30, per_user=(3, 14)))
-    rng = random.Random(1)
-    rows = []
-    for k in range(1, 30):
-        classes = rng.sample(GENRES, rng.randint(1, 3))
-        rows.append([f"i{k}", 1990 + k, " ".join(classes), "" if k == 5 else classes[0]])
-    rows.insert(5, ["i3", 2000, "Western", "Western"])  # duplicate id: ignored
-    rows.append(["extra", 1999, "Musical Drama", "Musical"])
-    write_atomic(d / "toys.item", ITEM_HEADER, rows)
-    return tmp_path
 
 
 def _config(root: Path, **overrides):

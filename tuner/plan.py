@@ -42,6 +42,7 @@ class StudyEstimate:
     epochs_per_trial: float
     test_seconds: float = 0.0  # a finished trial's test evaluation (one more full-sort pass)
     finished: int = 0  # trials a resumed study already has (COMPLETE or PRUNED): not run again
+    pretrain: PretrainEstimate | None = None  # a model's pretraining stage, where it has one
 
     @property
     def trial_seconds(self) -> float:
@@ -53,8 +54,12 @@ class StudyEstimate:
 
     @property
     def study_seconds(self) -> float:
-        """What is left of the study: the trials still to run, spread over the workers."""
-        return math.ceil(self.to_run / self.workers) * self.trial_seconds
+        """What is left of the study: the trials still to run, spread over the workers, and the
+        pretrainings they need (distinct keys train in parallel, one key's trials wait for it)."""
+        pretrain = 0.0
+        if self.pretrain is not None and self.pretrain.keys:
+            pretrain = self.pretrain.seconds / min(self.workers, self.pretrain.keys)
+        return math.ceil(self.to_run / self.workers) * self.trial_seconds + pretrain
 
 
 def expected_epochs(request: StudyRequest) -> float:
@@ -63,36 +68,84 @@ def expected_epochs(request: StudyRequest) -> float:
 
 def shape_of(request: StudyRequest, params: dict[str, Any]) -> dict[str, Any]:
     """The values that decide an epoch's cost (sizes, not rates): a model's integer keys and the batch
-    and sequence lengths."""
+    and sequence lengths; not its counts (``pretrain_epochs``, ``save_step``: how many, not how big)."""
     from models.config import config_fields
 
     config = request.spec.config(params)
-    ints = {f.name for f in config_fields(request.spec.model) if f.kind is int}
+    ints = {f.name for f in config_fields(request.spec.model)
+            if f.kind is int and not f.name.endswith(("epochs", "_step"))}
     return {key: config[key] for key in sorted(ints | set(SHAPE_KEYS)) if key in config and key != "seed"}
 
 
-def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int) -> EpochCost:
-    """The measured cost of one epoch of ``params`` at ``threads``, cached per machine and shape."""
+def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int, stage: str = "train") -> EpochCost:
+    """The measured cost of one epoch of ``params`` at ``threads``, cached per machine and shape:
+    ``stage`` "train" (training and validation) or "pretrain" (a model's pretraining stage)."""
     import torch
 
+    from models.pretrain import measure_pretrain_cost
     from models.trainer import EpochCost, measure_epoch_cost
 
     shape = shape_of(request, params)
     key = {"model": request.spec.model, "dataset": request.spec.dataset,
            "data_path": str(request.base.get("data_path")), "shape": shape, "threads": threads,
-           "machine": [platform.machine(), platform.processor(), platform.node()], "torch": torch.__version__}
+           "machine": [platform.machine(), platform.processor(), platform.node()], "torch": torch.__version__,
+           **({"stage": stage} if stage != "train" else {})}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()[:16]
     path = cache_root() / "costs" / f"{request.spec.model}-{digest}.json"
     if path.is_file():
         return EpochCost(**json.loads(path.read_text())["cost"])
+    measure = measure_pretrain_cost if stage == "pretrain" else measure_epoch_cost
     before = torch.get_num_threads()
     try:
-        cost = measure_epoch_cost(request.spec.config({**params, "threads": threads}))
+        cost = measure(request.spec.config({**params, "threads": threads}))
     finally:
         torch.set_num_threads(before)  # the driver's own threads stay as they were
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"key": key, "cost": cost.__dict__}, indent=1, default=repr))
     return cost
+
+
+@dataclass(frozen=True)
+class PretrainEstimate:
+    """A model's pretraining stage over the study (S3Rec): each distinct pretraining cache key trains
+    once, up to the longest ``pretrain_epochs`` its points ask for, less what the cache already holds."""
+
+    seconds: float
+    keys: int  # distinct pretrainings that still train
+    epochs: int  # their epochs, all keys together
+
+
+def pretraining(request: StudyRequest, points: list[dict[str, Any]], threads: int) -> PretrainEstimate:
+    """What the study's points still have to pretrain (``train_stage: auto`` only; nothing for models
+    without a pretraining stage). A sampled space has no points to group: every trial is counted as its
+    own pretraining when the space searches anything the cache key holds, else one for the study."""
+    from models.data.sequential import load_sequential_data
+    from models.pretrain import cached_pretraining, epochs_to_pretrain
+    from models.registry import create_model
+
+    configs = [request.spec.config(p) for p in points]
+    configs = [c for c in configs if str(c.get("train_stage", "")).lower() == "auto" and c.get("pretrain_epochs")]
+    if not configs:
+        return PretrainEstimate(0.0, 0, 0)
+    groups: dict[str, tuple[list[int], list[int], int, dict[str, Any]]] = {}
+    for params, config in zip(points, configs, strict=False):
+        data = load_sequential_data(config)
+        key, cached = cached_pretraining(create_model(config.model, config, data), config, data)
+        requested, _, save_step, first = groups.get(key, ([], cached, int(config["save_step"]), params))
+        groups[key] = ([*requested, int(config["pretrain_epochs"])], cached, save_step, first)
+    repeat = 1
+    if request.algo != "grid" and request.space.parameters:
+        repeat = request.n_trials  # a sampled space: assume every trial pretrains a key of its own
+    seconds = 0.0
+    keys = epochs = 0
+    for requested, cached, save_step, params in groups.values():
+        todo = epochs_to_pretrain(requested, cached, save_step)
+        if todo:
+            cost = epoch_cost(request, params, threads, stage="pretrain")
+            seconds += todo * cost.epoch_seconds * repeat
+            keys += repeat
+            epochs += todo * repeat
+    return PretrainEstimate(seconds, keys, epochs)
 
 
 def finished_trials(request: StudyRequest) -> int:
@@ -119,10 +172,10 @@ def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate
 
     workers = workers or request.workers
     threads = max(1, cpu_count() // workers) if workers > 1 else (request.threads_per_worker or cpu_count())
-    points = request.grid_points or (request.space.grid() if request.algo == "grid" else [{}])
+    points = [{k: decode_value(v) for k, v in point.items()}
+              for point in request.grid_points or (request.space.grid() if request.algo == "grid" else [{}])]
     by_shape: dict[str, tuple[dict[str, Any], int]] = {}
-    for point in points:
-        params = {k: decode_value(v) for k, v in point.items()}
+    for params in points:
         shape = json.dumps(shape_of(request, params), sort_keys=True, default=repr)
         first, count = by_shape.get(shape, (params, 0))
         by_shape[shape] = (first, count + 1)
@@ -130,7 +183,7 @@ def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate
     epoch = sum(cost.epoch_seconds * n for cost, n in costs) / len(points)
     test = sum(cost.eval_seconds * n for cost, n in costs) / len(points)  # the test users are the valid users
     return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test,
-                         finished_trials(request))
+                         finished_trials(request), pretraining(request, points, threads))
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
@@ -143,6 +196,9 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
              f"an epoch ~{format_duration(e.epoch_seconds)} (measured here), ~{e.epochs_per_trial:.0f} epochs per "
              f"trial (early stop or the epochs cap), a trial ~{format_duration(e.trial_seconds)}: "
              f"the study ~{format_duration(e.study_seconds)}"]
+    if e.pretrain is not None and e.pretrain.keys:
+        lines[0] += (f" (pretraining included: {e.pretrain.keys} distinct pretraining(s), {e.pretrain.epochs} "
+                     f"epochs, ~{format_duration(e.pretrain.seconds)} of training; cached epochs are not counted)")
     if e.study_seconds <= LONG_STUDY_SECONDS:
         return lines
     per_trial = e.study_seconds / e.to_run

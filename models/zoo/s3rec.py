@@ -290,6 +290,9 @@ class S3Rec(SequentialRecommender):
         return {"aap": aap, "mip": mip, "map": map_, "sp": sp}
 
     # -- the stages ------------------------------------------------------------------------------
+    def epochs_stage(self) -> None:
+        self.stage = "finetune"
+
     def staged_fit(self, data: SequentialData, callback: EpochCallback | None = None,
                    checkpoint_path: Path | None = None) -> TrainResult:
         """What ``models.trainer.train`` runs for S3Rec (see the module docstring)."""
