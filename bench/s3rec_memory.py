@@ -1,7 +1,9 @@
 """S3Rec's memory: one pretraining epoch and one fine-tuning epoch (ml-100k, RecBole's defaults: batch
 2048, 2 layers, hidden 64), with ``low_memory`` off and on, each in a fresh process that pretrains from
-scratch. Records the whole process's peak RSS, each stage's seconds and losses, and checks that the two
-settings compute the same numbers (low_memory trades time for memory only).
+scratch. Records the whole process's peak RSS, each stage's seconds and losses, and compares the losses
+with RecBole's (relative gaps) and the metrics across the settings. Bit-for-bit equality of the two
+settings is tests/test_s3rec.py's check (same process); across fresh processes the last digits of an
+epoch's loss sum vary even at one setting.
 
     python bench/s3rec_memory.py [--threads 2] [--rounds 1]
 
@@ -50,46 +52,70 @@ def run_once(low_memory: bool, threads: int) -> dict:
             "valid": result["best_valid_result"], "test": result["test_result"]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=1)
-    args = parser.parse_args()
-    runs = [run_once(low, args.threads) for _ in range(args.rounds) for low in (False, True)]
+def relative_gap(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b), 1e-30)
+
+
+def summarize(runs: list[dict], threads: int) -> dict:
     by_mode = {low: [r for r in runs if r["low_memory"] is low] for low in (False, True)}
-    off, on = by_mode[False][0], by_mode[True][0]
-    same = all(r[k] == off[k] for r in runs for k in ("pretrain_losses", "finetune_losses", "valid", "test"))
 
     def seconds(low: bool, key: str) -> float:
         return min(r[key] for r in by_mode[low])  # the least disturbed round
 
     recbole = json.loads((ROOT / "bench" / "results" / "speed_s3rec.json").read_text())["recbole"]
-    summary = {
+    first = {"pretrain": [r["pretrain_losses"][0] for r in runs], "finetune": [r["finetune_losses"][0] for r in runs]}
+    reference = {"pretrain": recbole["pretrain_losses"][0], "finetune": recbole["first_losses"][0]}
+    return {
         "peak_rss_mb": {"low_memory_off": max(r["peak_rss_mb"] for r in by_mode[False]),
                         "low_memory_on": max(r["peak_rss_mb"] for r in by_mode[True]),
                         "recbole (speed_s3rec.json)": recbole["peak_rss_mb"]},
+        "seconds": {f"{key}_{'on' if low else 'off'}": seconds(low, f"{key}_seconds")
+                    for key in ("pretrain", "finetune") for low in (False, True)},
         "pretrain_epoch_ratio": seconds(True, "pretrain_seconds") / seconds(False, "pretrain_seconds"),
         "finetune_epoch_ratio": seconds(True, "finetune_seconds") / seconds(False, "finetune_seconds"),
-        "same_numbers": same,
-        "recbole_losses": {"pretrain": recbole["pretrain_losses"], "finetune": recbole["first_losses"]},
+        # a whole epoch in a fresh process: the last digits of a 48-batch sum vary from run to run even at
+        # one setting (11381902.2422 in speed_s3rec.json, 11381902.2266 here, both low_memory off), so
+        # the runs are compared with RecBole's to relative gaps; the bit-for-bit check is the unit test
+        "max_relative_gap_to_recbole": {stage: max(relative_gap(x, reference[stage]) for x in values)
+                                        for stage, values in first.items()},
+        "same_metrics": all(r["valid"] == runs[0]["valid"] and r["test"] == runs[0]["test"] for r in runs),
+        "recbole_losses": reference, "threads": threads,
     }
-    table = {"command": "python bench/s3rec_memory.py " + " ".join(sys.argv[1:]), "threads": args.threads,
-             "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores", "summary": summary,
-             "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--summarize", action="store_true", help="re-read the runs in the JSON, run nothing")
+    args = parser.parse_args()
+    if args.summarize:
+        table = json.loads(OUT.read_text())
+        runs = table["runs"]
+    else:
+        runs = [run_once(low, args.threads) for _ in range(args.rounds) for low in (False, True)]
+        table = {"command": "python bench/s3rec_memory.py " + " ".join(sys.argv[1:]), "threads": args.threads,
+                 "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores", "runs": runs}
+    summary = table["summary"] = summarize(runs, table["threads"])
     OUT.write_text(json.dumps(table, indent=1))
-    peak = summary["peak_rss_mb"]
-    print("| | low_memory off | low_memory on (default) | RecBole 1.2.1 |\n|---|---|---|---|")
+    peak, sec = summary["peak_rss_mb"], summary["seconds"]
+    off = next(r for r in runs if not r["low_memory"])
+    on = next(r for r in runs if r["low_memory"])
+    print("| | low_memory off (default) | low_memory on | RecBole 1.2.1 |\n|---|---|---|---|")
     print(f"| peak RSS, pretrain + finetune epoch (MB) | {peak['low_memory_off']:.0f} | {peak['low_memory_on']:.0f} "
           f"| {peak['recbole (speed_s3rec.json)']:.0f} |")
-    print(f"| pretraining epoch (s) | {seconds(False, 'pretrain_seconds'):.1f} | "
-          f"{seconds(True, 'pretrain_seconds'):.1f} ({summary['pretrain_epoch_ratio']:.2f}x) | |")
-    print(f"| fine-tuning epoch (s) | {seconds(False, 'finetune_seconds'):.1f} | "
-          f"{seconds(True, 'finetune_seconds'):.1f} ({summary['finetune_epoch_ratio']:.2f}x) | |")
+    print(f"| pretraining epoch (s) | {sec['pretrain_off']:.1f} | {sec['pretrain_on']:.1f} "
+          f"({summary['pretrain_epoch_ratio']:.2f}x) | |")
+    print(f"| fine-tuning epoch (s) | {sec['finetune_off']:.1f} | {sec['finetune_on']:.1f} "
+          f"({summary['finetune_epoch_ratio']:.2f}x) | |")
+    ref = summary["recbole_losses"]
     print(f"| pretraining loss | {off['pretrain_losses'][0]:.4f} | {on['pretrain_losses'][0]:.4f} | "
-          f"{recbole['pretrain_losses'][0]:.4f} |")
+          f"{ref['pretrain']:.4f} |")
     print(f"| fine-tuning loss | {off['finetune_losses'][0]:.4f} | {on['finetune_losses'][0]:.4f} | "
-          f"{recbole['first_losses'][0]:.4f} |")
-    print(f"same numbers with and without low_memory: {same}")
+          f"{ref['finetune']:.4f} |")
+    gaps = summary["max_relative_gap_to_recbole"]
+    print(f"largest relative gap to RecBole's loss: pretraining {gaps['pretrain']:.1e}, fine-tuning "
+          f"{gaps['finetune']:.1e}; valid and test metrics equal across settings: {summary['same_metrics']}")
 
 
 if __name__ == "__main__":

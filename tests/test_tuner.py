@@ -170,6 +170,12 @@ def test_unknown_model_and_missing_params_file(workdir: Path) -> None:
 KILL_SPACE = "learning_rate choice [0.01, 0.005, 0.002, 0.001]\nhidden_size choice [8]\n"
 
 
+def _running_attrs(db: Path) -> list:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT t.number, a.key, a.value_json FROM trials t JOIN trial_user_attributes a "
+                            "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING'").fetchall()
+
+
 def _start_and_wait(workdir: Path, args: list[str], db: Path) -> subprocess.Popen:
     """Start a study and return once at least one trial finished while another runs."""
     victim = subprocess.Popen(hyper_command(workdir, *args), cwd=workdir, stdout=subprocess.PIPE,
@@ -245,7 +251,7 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
     assert victim.returncode == 130, err
     assert "interrupted: resume with the same command" in err and "Traceback" not in err
     rows = study_rows(db)
-    assert "RUNNING" not in [s for _, s, _ in rows]  # the interrupted trials were failed and queued again
+    assert "RUNNING" not in [s for _, s, _ in rows], (rows, _running_attrs(db), err)  # failed and queued again
     csv_rows = list(csv.DictReader((workdir / "results.csv").open()))
     assert sorted(int(r["trial"]) for r in csv_rows) == sorted(n for n, _, _ in rows)
     finished = [s for _, s, _ in rows].count("COMPLETE")
