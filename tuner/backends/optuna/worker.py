@@ -96,6 +96,25 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+def defer_signals_in_tell() -> None:
+    """Optuna records a trial's end (``_tell_with_warning``: its state, values, then the end time) in
+    several storage writes after the objective returns. A Ctrl-C landing in between leaves the trial
+    RUNNING, and Optuna's own clean-up then fails on a state it never read (an UnboundLocalError with a
+    traceback). The signal waits until the trial's end is written; then it stops the worker as usual."""
+    from optuna.study import _optimize
+
+    tell = _optimize._tell_with_warning
+    if getattr(tell, "signals_deferred", False):
+        return
+
+    def deferred(*args: Any, **kwargs: Any) -> Any:
+        with signals_deferred():
+            return tell(*args, **kwargs)
+
+    deferred.signals_deferred = True  # type: ignore[attr-defined]
+    _optimize._tell_with_warning = deferred
+
+
 class BudgetSpent(Exception):
     """A trial stopped at the end of ``--budget`` (recorded FAIL; its copy waits for the resume)."""
 
@@ -165,6 +184,7 @@ def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore
     from tuner.tracking.base import open_tracker
 
     set_threads(plan.threads_per_worker)
+    defer_signals_in_tell()
     store = claiming_store(store or StudyStore.open(plan, create=False), plan, this_worker())
     with file_lock(lock_path(plan.storage)):
         store.reap_dead()
