@@ -123,12 +123,13 @@ def pretraining(request: StudyRequest, points: list[dict[str, Any]], threads: in
     from models.pretrain import cached_pretraining, epochs_to_pretrain
     from models.registry import create_model
 
-    configs = [request.spec.config(p) for p in points]
-    configs = [c for c in configs if str(c.get("train_stage", "")).lower() == "auto" and c.get("pretrain_epochs")]
-    if not configs:
+    pretraining_points = [(params, config) for params in points
+                          if str((config := request.spec.config(params)).get("train_stage", "")).lower() == "auto"
+                          and config.get("pretrain_epochs")]
+    if not pretraining_points:
         return PretrainEstimate(0.0, 0, 0)
     groups: dict[str, tuple[list[int], list[int], int, dict[str, Any]]] = {}
-    for params, config in zip(points, configs, strict=False):
+    for params, config in pretraining_points:
         data = load_sequential_data(config)
         key, cached = cached_pretraining(create_model(config.model, config, data), config, data)
         requested, _, save_step, first = groups.get(key, ([], cached, int(config["save_step"]), params))
