@@ -35,7 +35,15 @@ import torch
 from models.config import Config
 from models.data.datasets import cache_root
 from models.data.samples import SequentialData
-from models.trainer import EpochCallback, EpochCost, EpochReport, Trainer, TrainResult, prepare
+from models.trainer import (
+    EpochCallback,
+    EpochCost,
+    EpochReport,
+    Trainer,
+    TrainResult,
+    prepare,
+    seconds_per_train_sample,
+)
 from models.utils import atomic_path, file_lock, init_seed, resolve_device, to_plain
 
 CACHE_FORMAT = 1
@@ -172,16 +180,9 @@ def measure_pretrain_cost(config: Config, batches: int = 2, max_batch: int = 512
     data, model = prepare(config)
     trainer = Trainer(pretrain_config(config), model, data)
     size = min(int(trainer.config["train_batch_size"]), max_batch, len(data.train))
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
-    steps = [data.train.batch(order[(i * size) % len(order):][:size]) for i in range(batches + 1)]
-    model.train()
     state = random.getstate()  # the masks draw from Python's random: leave it as it was
     try:
-        trainer.train_step(steps[0], None)
-        tic = time.perf_counter()
-        for batch in steps[1:]:
-            trainer.train_step(batch, None)
-        per_sample = (time.perf_counter() - tic) / sum(len(b) for b in steps[1:])
+        per_sample = seconds_per_train_sample(trainer, size, batches)
     finally:
         random.setstate(state)
     return EpochCost(len(data.train), per_sample, 0.0, torch.get_num_threads())

@@ -319,6 +319,20 @@ def prepare(config: Config, data: SequentialData | None = None) -> tuple[Sequent
     return data, model
 
 
+def seconds_per_train_sample(trainer: Trainer, size: int, batches: int) -> float:
+    """Time ``batches`` training steps of ``size`` random rows (after one to warm up): seconds per sample.
+    Random rows, as an epoch's shuffled batches: a sample's cost grows with its history's length."""
+    train = trainer.data.train
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    steps = [train.batch(order[(i * size) % len(order):][:size]) for i in range(batches + 1)]
+    trainer.model.train()
+    trainer.train_step(steps[0], None)
+    tic = time.perf_counter()
+    for batch in steps[1:]:
+        trainer.train_step(batch, None)
+    return (time.perf_counter() - tic) / sum(len(b) for b in steps[1:])
+
+
 def measure_epoch_cost(config: Config, batches: int = 3) -> EpochCost:
     """Time ``batches`` training steps (after one to warm up) and one validation pass (after one), with
     the config's own model, batch size and threads. A model's separate stage (S3Rec's pretraining) is
@@ -326,16 +340,7 @@ def measure_epoch_cost(config: Config, batches: int = 3) -> EpochCost:
     data, model = prepare(config)
     model.epochs_stage()
     trainer = Trainer(config, model, data)
-    size = min(int(config["train_batch_size"]), len(data.train))
-    # random rows, as an epoch's shuffled batches: a sample's cost grows with its history's length
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
-    steps = [data.train.batch(order[(i * size) % len(order):][:size]) for i in range(batches + 1)]
-    model.train()
-    trainer.train_step(steps[0], None)
-    tic = time.perf_counter()
-    for batch in steps[1:]:
-        trainer.train_step(batch, None)
-    per_sample = (time.perf_counter() - tic) / sum(len(b) for b in steps[1:])
+    per_sample = seconds_per_train_sample(trainer, min(int(config["train_batch_size"]), len(data.train)), batches)
     trainer.evaluate(data.valid)
     tic = time.perf_counter()
     trainer.evaluate(data.valid)
