@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ class StudyEstimate:
     test_seconds: float = 0.0  # a finished trial's test evaluation (one more full-sort pass)
     finished: int = 0  # trials a resumed study already has (COMPLETE or PRUNED): not run again
     pretrain: PretrainEstimate | None = None  # a model's pretraining stage, where it has one
+    work: StudyWork | None = field(default=None, repr=False, compare=False)  # what it was computed from
 
     @property
     def trial_seconds(self) -> float:
@@ -115,34 +116,52 @@ class PretrainEstimate:
     epochs: int  # their epochs, all keys together
 
 
-def pretraining(request: StudyRequest, points: list[dict[str, Any]], threads: int) -> PretrainEstimate:
-    """What the study's points still have to pretrain (``train_stage: auto`` only; nothing for models
-    without a pretraining stage). A sampled space has no points to group: every trial is counted as its
-    own pretraining when the space searches anything the cache key holds, else one for the study."""
+@dataclass(frozen=True)
+class PretrainGroup:
+    """One pretraining cache key among the study's points: the epochs its points ask for, what the cache
+    holds, its save step and the first point's parameters (whose shape the cost is measured on)."""
+
+    requested: tuple[int, ...]
+    cached: tuple[int, ...]
+    save_step: int
+    params: dict[str, Any]
+
+
+def pretrain_groups(request: StudyRequest, points: list[dict[str, Any]]) -> list[PretrainGroup]:
+    """The study's points grouped by pretraining cache key (``train_stage: auto`` only; none for models
+    without a pretraining stage). Loads the data and builds each model: done once per plan."""
     from models.data.sequential import load_sequential_data
-    from models.pretrain import cached_pretraining, epochs_to_pretrain
+    from models.pretrain import cached_pretraining
     from models.registry import create_model
 
-    pretraining_points = [(params, config) for params in points
-                          if str((config := request.spec.config(params)).get("train_stage", "")).lower() == "auto"
-                          and config.get("pretrain_epochs")]
-    if not pretraining_points:
-        return PretrainEstimate(0.0, 0, 0)
-    groups: dict[str, tuple[list[int], list[int], int, dict[str, Any]]] = {}
-    for params, config in pretraining_points:
+    groups: dict[str, PretrainGroup] = {}
+    for params in points:
+        config = request.spec.config(params)
+        if str(config.get("train_stage", "")).lower() != "auto" or not config.get("pretrain_epochs"):
+            continue
         data = load_sequential_data(config)
         key, cached = cached_pretraining(create_model(config.model, config, data), config, data)
-        requested, _, save_step, first = groups.get(key, ([], cached, int(config["save_step"]), params))
-        groups[key] = ([*requested, int(config["pretrain_epochs"])], cached, save_step, first)
+        group = groups.get(key) or PretrainGroup((), tuple(cached), int(config["save_step"]), params)
+        groups[key] = PretrainGroup((*group.requested, int(config["pretrain_epochs"])), group.cached,
+                                    group.save_step, group.params)
+    return list(groups.values())
+
+
+def pretraining(request: StudyRequest, groups: list[PretrainGroup], threads: int) -> PretrainEstimate:
+    """What the study's points still have to pretrain at ``threads``. A sampled space has no points to
+    group: every trial is counted as its own pretraining when the space searches anything the cache key
+    holds, else one for the study."""
+    from models.pretrain import epochs_to_pretrain
+
     repeat = 1
     if request.algo != "grid" and request.space.parameters:
         repeat = request.n_trials  # a sampled space: assume every trial pretrains a key of its own
     seconds = 0.0
     keys = epochs = 0
-    for requested, cached, save_step, params in groups.values():
-        todo = epochs_to_pretrain(requested, cached, save_step)
+    for group in groups:
+        todo = epochs_to_pretrain(list(group.requested), list(group.cached), group.save_step)
         if todo:
-            cost = epoch_cost(request, params, threads, stage="pretrain")
+            cost = epoch_cost(request, group.params, threads, stage="pretrain")
             seconds += todo * cost.epoch_seconds * repeat
             keys += repeat
             epochs += todo * repeat
@@ -167,12 +186,20 @@ def finished_trials(request: StudyRequest) -> int:
     return len(study.get_trials(deepcopy=False, states=done))
 
 
-def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate:
-    """The study's wall time with ``workers`` (default: the request's), each at its share of the cores."""
+@dataclass(frozen=True)
+class StudyWork:
+    """What a plan is computed from that does not depend on the workers: the points grouped by shape
+    (one measurement each), the trials a resumed study already finished, the pretrainings it needs."""
+
+    points: int
+    by_shape: tuple[tuple[dict[str, Any], int], ...]  # (a point of that shape, how many points have it)
+    finished: int
+    pretrain_groups: tuple[PretrainGroup, ...]
+
+
+def study_work(request: StudyRequest) -> StudyWork:
     from tuner.space import decode_value
 
-    workers = workers or request.workers
-    threads = max(1, cpu_count() // workers) if workers > 1 else (request.threads_per_worker or cpu_count())
     points = [{k: decode_value(v) for k, v in point.items()}
               for point in request.grid_points or (request.space.grid() if request.algo == "grid" else [{}])]
     by_shape: dict[str, tuple[dict[str, Any], int]] = {}
@@ -180,11 +207,21 @@ def estimate(request: StudyRequest, workers: int | None = None) -> StudyEstimate
         shape = json.dumps(shape_of(request, params), sort_keys=True, default=repr)
         first, count = by_shape.get(shape, (params, 0))
         by_shape[shape] = (first, count + 1)
-    costs = [(epoch_cost(request, params, threads), n) for params, n in by_shape.values()]
-    epoch = sum(cost.epoch_seconds * n for cost, n in costs) / len(points)
-    test = sum(cost.eval_seconds * n for cost, n in costs) / len(points)  # the test users are the valid users
+    return StudyWork(len(points), tuple(by_shape.values()), finished_trials(request),
+                     tuple(pretrain_groups(request, points)))
+
+
+def estimate(request: StudyRequest, workers: int | None = None, work: StudyWork | None = None) -> StudyEstimate:
+    """The study's wall time with ``workers`` (default: the request's), each at its share of the cores;
+    ``work`` from an earlier estimate of the same request skips reading the storage and the data again."""
+    workers = workers or request.workers
+    threads = max(1, cpu_count() // workers) if workers > 1 else (request.threads_per_worker or cpu_count())
+    work = work or study_work(request)
+    costs = [(epoch_cost(request, params, threads), n) for params, n in work.by_shape]
+    epoch = sum(cost.epoch_seconds * n for cost, n in costs) / work.points
+    test = sum(cost.eval_seconds * n for cost, n in costs) / work.points  # the test users are the valid users
     return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test,
-                         finished_trials(request), pretraining(request, points, threads))
+                         work.finished, pretraining(request, list(work.pretrain_groups), threads), work)
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
@@ -209,7 +246,7 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
     lines.append(f"  - {fit} of the {e.to_run} points: --timeout 7200 --grid-order random runs an unbiased "
                  "sample of the grid (the same command later resumes it), or a smaller space")
     for workers in sorted({2, max(2, cpu_count())} - {e.workers}):
-        other = estimate(request, workers)
+        other = estimate(request, workers, plan_estimate.work)
         lines.append(f"  - --workers {workers}: ~{format_duration(other.study_seconds)}")
     if request.pruner == "none":
         lines.append("  - --pruner median or --pruner hyperband: weak trials stop after a few epochs")
