@@ -16,7 +16,7 @@ def recbole_env(**extra: str) -> dict[str, str]:
             "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning", **extra}
 
 
-def recbole_model_args(model: str, dataset: str = "ml-100k") -> list[str]:
+def recbole_model_args(model: str, dataset: str = "ml-100k", data_path: str | None = None) -> list[str]:
     """Extra recbole_runner.py arguments a model needs: KG models get the .ent/.rel files seqtune uses
     (its TransE output, trained and cached on first use), so both tools start from the same vectors."""
     from models.config import build_config
@@ -27,7 +27,7 @@ def recbole_model_args(model: str, dataset: str = "ml-100k") -> list[str]:
         return []
     from models.kg_embed import TransEParams, kg_vector_files
 
-    config = build_config(model, dataset)
+    config = build_config(model, dataset, overrides={"data_path": data_path} if data_path else None)
     dim = int(config.get("kg_embedding_size") or config["embedding_size"])  # KSR's key, else GRU4RecKG's
     directory = resolve_dataset_dir(dataset, config.get("data_path"))
     ent, _ = kg_vector_files(dataset, directory, TransEParams.from_config(config, dim))

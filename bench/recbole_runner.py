@@ -119,7 +119,8 @@ def build_run(args, config_dict, config_file, data_path, workdir):
                     config_file_list=[config_file] if config_file else None,
                     config_dict=config_dict)
     if args.kg_vectors:
-        data_path = _kg_data_dir(config["data_path"], os.path.abspath(args.kg_vectors), args.dataset, workdir)
+        data_path = _kg_data_dir(data_path or config["data_path"], os.path.abspath(args.kg_vectors), args.dataset,
+                                 workdir)
     if data_path:
         config["data_path"] = data_path
     init_seed(config["seed"], config["reproducibility"])
