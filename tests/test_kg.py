@@ -137,6 +137,26 @@ def test_memory_write_snapshot_at_each_rows_last_item() -> None:
         torch.testing.assert_close(ours[row], m)
 
 
+@pytest.mark.parametrize("block", [2, 3, 256])
+def test_memory_write_inference_is_the_training_forward_bit_for_bit(block: int, monkeypatch) -> None:
+    """Evaluation writes the memory in place, a block of rows at a time: every element must come out
+    exactly as the autograd forward computes it (blocks that split the batch, and one that holds it)."""
+    from models.zoo import ksr
+
+    monkeypatch.setattr(ksr, "MEMORY_BLOCK_ROWS", block)
+    torch.manual_seed(1)
+    lengths = torch.tensor([2, 7, 1, 7, 3, 5, 6])
+    seq_heads = torch.randn(7, 7, 64)
+    relations = torch.randn(21, 64)
+    pack = PackInfo.from_lengths(lengths, 7)
+    packed = seq_heads.reshape(-1, 64).index_select(0, pack.flat_index)
+    with torch.enable_grad():
+        trained = memory_write(packed.requires_grad_(), relations, pack).detach()
+    with torch.no_grad():
+        inferred = memory_write(packed, relations, pack)
+    assert torch.equal(trained, inferred)
+
+
 @pytest.mark.parametrize("model", ["KSR", "GRU4RecKG"])
 def test_freeze_kg_keeps_kg_tables(kg_dir: Path, model: str) -> None:
     write_vectors(kg_dir)

@@ -46,6 +46,8 @@ def memory_write(heads: torch.Tensor, relations: torch.Tensor, pack: PackInfo) -
     z = sigmoid(<M, tails>) per slot; M <- M + z * (tails - M)  (= (1 - z) M + z tails).
     Returns [B, R, K] in the batch's original row order.
     """
+    if not torch.is_grad_enabled():
+        return _memory_write_inference(heads, relations, pack)
     n_rel, dim = relations.shape
     memory = heads.new_zeros(pack.batch_sizes[0], n_rel, dim)
     finished: list[torch.Tensor] = []
@@ -61,6 +63,37 @@ def memory_write(heads: torch.Tensor, relations: torch.Tensor, pack: PackInfo) -
         memory = memory[:continuing]
     last_sorted = torch.cat(finished[::-1])  # longest rows first = the sorted order
     return last_sorted.index_select(0, pack.unsort)
+
+
+# Rows per block of the inference path: a block's [rows, R, K] memory and its two work buffers stay in
+# the cores' L2 caches through all L steps (at R = 21, K = 64: 3 x 0.7 MB), instead of streaming the
+# whole batch's memory from RAM once per operation per step.
+MEMORY_BLOCK_ROWS = 128
+
+
+def _memory_write_inference(heads: torch.Tensor, relations: torch.Tensor, pack: PackInfo) -> torch.Tensor:
+    """``memory_write`` without autograd: the same operations on every element in the same order
+    (bit for bit, tests/test_kg.py), in place, one block of rows at a time. Rows are sorted by length,
+    so a finished row simply stops being updated and its memory stays in place."""
+    n_rel, dim = relations.shape
+    total = pack.batch_sizes[0]
+    memory = heads.new_zeros(total, n_rel, dim)
+    block = min(MEMORY_BLOCK_ROWS, total)
+    tails_buf, work_buf = heads.new_empty(block, n_rel, dim), heads.new_empty(block, n_rel, dim)
+    gate_buf = heads.new_empty(block, n_rel, 1)
+    relations_ = relations[None, :, :]
+    for first in range(0, total, block):
+        for step, rows in enumerate(pack.batch_sizes):
+            last = min(first + block, rows)  # active rows of this block: [first, last)
+            if last <= first:
+                break  # later steps have fewer rows still
+            b, start = last - first, pack.offsets[step]
+            mem = memory[first:last]
+            tails = torch.add(heads[start + first : start + last, None, :], relations_, out=tails_buf[:b])
+            gate = torch.sum(torch.mul(mem, tails, out=work_buf[:b]), -1, keepdim=True, out=gate_buf[:b])
+            gate.sigmoid_()
+            mem.add_(torch.sub(tails, mem, out=work_buf[:b]).mul_(gate))  # M + z * (tails - M)
+    return memory.index_select(0, pack.unsort)
 
 
 def memory_read(memory: torch.Tensor, query: torch.Tensor, relations: torch.Tensor, gamma: float) -> torch.Tensor:
