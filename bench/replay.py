@@ -3,6 +3,7 @@ good as the grid's best soonest, with how many workers, against RecBole's exhaus
 
     python bench/replay.py measure             # per-epoch costs on this machine (quiet machine: ~4 min)
     python bench/replay.py run [--seeds 20]    # bench/results/replay.json, docs/img/replay_anytime.png
+    python bench/replay.py check [--epochs 5]  # two real studies against their replays (quiet machine: ~1 h)
 
 The table (bench/learning_curves.py) holds, for every point of the seed's GRU4Rec learning_rate x
 dropout_prob grid, the valid MRR@10 of every epoch up to RecBole's early stop and the test MRR@10 of
@@ -147,16 +148,17 @@ class Replay:
     strategy: str
     workers: int
     seed: int
-    finished: list[tuple[float, float, float]] = field(default_factory=list)  # (time, valid, test), COMPLETE
+    # (time, valid, test, params) of each COMPLETE trial, in the order they finished
+    finished: list[tuple[float, float, float, dict[str, Any]]] = field(default_factory=list)
     wall: float = 0.0
     trials: int = 0
     pruned: int = 0
     epochs: int = 0
 
     def time_to(self, target: float) -> float | None:
-        return next((t for t, valid, _ in self.finished if valid >= target), None)
+        return next((t for t, valid, *_ in self.finished if valid >= target), None)
 
-    def chosen(self) -> tuple[float, float, float] | None:
+    def chosen(self) -> tuple[float, float, float, dict[str, Any]] | None:
         """The study's answer: its best finished trial (the first of ties)."""
         best = None
         for item in self.finished:
@@ -165,7 +167,7 @@ class Replay:
         return best
 
     def best_at(self, t: float) -> float | None:
-        scores = [valid for finish, valid, _ in self.finished if finish <= t]
+        scores = [valid for finish, valid, *_ in self.finished if finish <= t]
         return max(scores) if scores else None
 
 
@@ -182,7 +184,7 @@ def replay_recbole(points: list[Point], cost: TrialCost, seed: int) -> Replay:
         run.wall += cost.setup + cost.epochs(len(point.valid)) + cost.valid
         run.trials += 1
         run.epochs += len(point.valid)
-        run.finished.append((run.wall, point.best_valid, point.test))
+        run.finished.append((run.wall, point.best_valid, point.test, point.params))
         if best is None:
             best, no_progress = point.best_valid, 1
         elif point.best_valid > best:
@@ -255,7 +257,7 @@ def replay_tool(points: list[Point], space: SearchSpace, strategy: Strategy, wor
         run.wall = now
         if epoch == -1:  # its test evaluation is done: a finished trial
             study.tell(trial, point.best_valid)
-            run.finished.append((now, point.best_valid, point.test))
+            run.finished.append((now, point.best_valid, point.test, point.params))
             del live[number]
             start(now)
             continue
@@ -430,9 +432,94 @@ def measure() -> dict[str, Any]:
     return costs
 
 
+# --- the replay against the real tool -----------------------------------------------------------------
+
+# An 8-point grid of the table's space (the "plain 8-point grid" real study).
+CHECK_GRID = "learning_rate choice [0.005, 0.001]\ndropout_prob choice [0.0, 0.1, 0.2, 0.3]\n"
+
+
+def truncated(points: list[Point], epochs: int) -> list[Point]:
+    """The table as a study capped at ``epochs`` sees it. A capped trial computes exactly the table's
+    first epochs (same seed, no learning-rate schedule, and RecBole's early stop cannot fire before
+    stopping_step + 1 epochs); its test metric is not in the table (nan)."""
+    return [Point(p.params, p.valid[:epochs], max(p.valid[:epochs]), math.nan) for p in points]
+
+
+def real_study(space_file: Path, workers: int, epochs: int, pruner: str, seed: int, work: Path) -> dict[str, Any]:
+    """Run the real tool on ``space_file`` with the table's fixed settings capped at ``epochs``."""
+    import optuna
+    from learning_curves import FIXED  # bench/ is this script's directory
+
+    fixed = [f for f in FIXED if not f.startswith("--epochs=")] + [f"--epochs={epochs}"]
+    storage = f"sqlite:///{work / 'study.db'}"
+    command = [sys.executable, str(ROOT / "run_hyper.py"), "--model", "GRU4Rec", "--dataset", "ml-100k",
+               "--params_file", str(space_file), *fixed, "--no-mlflow", "--workers", str(workers),
+               "--storage", storage, "--study-name", "check", "--grid-order", "random", "--sampler-seed",
+               str(seed), "--pruner", pruner, "--output_file", str(work / "hyper.result"), "--quiet"]
+    tic = time.perf_counter()
+    subprocess.run(command, cwd=work, check=True)
+    command_s = time.perf_counter() - tic
+    study = optuna.load_study(study_name="check", storage=storage)
+    trials = [t for t in study.trials if t.datetime_start and t.datetime_complete]
+    best = study.best_trial
+    return {"command": " ".join(["python", "run_hyper.py", *command[2:]]),
+            "wall_s": (max(t.datetime_complete for t in trials)
+                       - min(t.datetime_start for t in trials)).total_seconds(),
+            "command_s": command_s, "trials": len(trials),
+            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+            "epochs": sum(len(t.intermediate_values) for t in trials),
+            "chosen": best.user_attrs.get("config_params") or best.params, "chosen_valid": best.value}
+
+
+def check(epochs: int, seed: int) -> dict[str, Any]:
+    """Two real studies against their replays on this machine, costs measured first in the same session:
+    a plain 8-point grid on one worker, and Hyperband over the whole space on two workers."""
+    import tempfile
+
+    costs_data = measure()
+    costs = Costs(**{k: TrialCost(**costs_data[k]) for k in ("serial", "parallel", "recbole")})
+    points, _ = load_table()
+    capped = truncated(points, epochs)
+    studies = []
+    with tempfile.TemporaryDirectory() as tmp:
+        grid_file = Path(tmp) / "grid8.test"
+        grid_file.write_text(CHECK_GRID)
+        grid_space = parse_space_file(grid_file)
+        in_grid = {tuple(sorted(grid_space.to_config_values(p).items())) for p in grid_space.grid()}
+        cases = [("plain 8-point grid, 1 worker", grid_file, grid_space, [p for p in capped if p.key in in_grid],
+                  Strategy("grid", "grid"), 1),
+                 ("Hyperband, 2 workers", SPACE, parse_space_file(SPACE), capped,
+                  Strategy("Hyperband", "grid", "hyperband"), 2)]
+        for name, space_file, space, subset, strategy, workers in cases:
+            work = Path(tmp) / name.split(",")[0].replace(" ", "-")
+            work.mkdir()
+            predicted = replay_tool(subset, space, strategy, workers, seed, costs.for_workers(workers), epochs)
+            real = real_study(space_file, workers, epochs, strategy.pruner, seed, work)
+            chosen = predicted.chosen()
+            studies.append({
+                "study": name, "real": real,
+                "replay": {"wall_s": predicted.wall, "trials": predicted.trials, "pruned": predicted.pruned,
+                           "epochs": predicted.epochs, "chosen": chosen[3] if chosen else None,
+                           "chosen_valid": chosen[1] if chosen else None},
+                "real_over_replay": real["wall_s"] / predicted.wall,
+                "same_config": chosen is not None and chosen[3] == real["chosen"],
+            })
+            print(f"{name}: real {real['wall_s']:.0f} s, replay {predicted.wall:.0f} s "
+                  f"({real['wall_s'] / predicted.wall:.2f}x); chosen {real['chosen']} / "
+                  f"{chosen[3] if chosen else None}", flush=True)
+    result = {"command": f"python bench/replay.py check --epochs {epochs} --check-seed {seed}", "epochs": epochs,
+              "seed": seed, "costs": costs_data, "studies": studies,
+              "within_15_percent": all(abs(s["real_over_replay"] - 1) <= 0.15 for s in studies),
+              "same_configs": all(s["same_config"] for s in studies)}
+    (ROOT / "bench" / "results" / "replay_check.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["measure", "run"])
+    parser.add_argument("action", choices=["measure", "run", "check"])
+    parser.add_argument("--epochs", type=int, default=5, help="check: the real studies' epochs cap")
+    parser.add_argument("--check-seed", type=int, default=0, help="check: grid order and sampler seed")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
     parser.add_argument("--partial", action="store_true", help="replay an unfinished table (development)")
@@ -441,6 +528,9 @@ def main() -> None:
     if args.action == "measure":
         costs = measure()
         print(json.dumps({k: costs[k] for k in ("serial", "parallel", "recbole")}, indent=1))
+        return
+    if args.action == "check":
+        check(args.epochs, args.check_seed)
         return
     points, table = load_table()
     if table["points_done"] < table["points_total"] and not args.partial:

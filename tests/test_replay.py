@@ -41,6 +41,17 @@ def test_a_serial_grid_costs_its_trials_one_after_another() -> None:
     assert run.chosen()[1] == replay.grid_best(points).best_valid
 
 
+def test_a_capped_study_replays_the_first_epochs_of_each_curve() -> None:
+    """bench/replay.py check compares real studies capped at a few epochs with the table cut there."""
+    full = table()
+    points = replay.truncated(full, 3)
+    assert all(p.valid == q.valid[:3] and p.best_valid == max(q.valid[:3]) for p, q in zip(points, full, strict=True))
+    run = replay.replay_tool(points, parse_space_text(SPACE, "s.test"), replay.Strategy("grid", "grid"), 1, 0, COST,
+                             max_epochs=3)
+    assert run.wall == pytest.approx(len(points) * (COST.setup + COST.epochs(3) + COST.valid))
+    assert run.chosen()[3] == replay.grid_best(points).params
+
+
 def test_two_workers_halve_a_grid_of_equal_trials() -> None:
     points = [replay.Point(p.params, (0.01,) * 5, 0.01, 0.005) for p in table()]
     space = parse_space_text(SPACE, "s.test")
@@ -54,7 +65,7 @@ def test_recbole_stops_after_ten_trials_without_improvement() -> None:
     points, stopped_short = table(), 0
     for seed in range(20):
         run = replay.replay_recbole(points, COST, seed)
-        scores = [valid for _, valid, _ in run.finished]
+        scores = [valid for _, valid, *_ in run.finished]
         best, streak = scores[0], 1
         for score in scores[1:]:
             best, streak = (score, 0) if score > best else (best, streak + 1)
