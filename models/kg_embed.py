@@ -175,6 +175,15 @@ def kg_vector_files(
     return files
 
 
+def held_out_split(kg: pd.DataFrame, seed: int, held_out: int = 1000
+                   ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """The graph's entities and relations, and its id triples split into training and ``held_out`` test
+    triples (a seeded permutation): the link-prediction protocol of ``--evaluate``."""
+    entities, relations, triples = _index_triples(kg)
+    order = np.random.default_rng(seed).permutation(len(triples))
+    return entities, relations, triples[order[held_out:]], triples[order[:held_out]]
+
+
 def link_prediction(model: TransEModel, train: np.ndarray, test: np.ndarray, k: int = 10) -> dict[str, float]:
     """Filtered MRR and Hits@k over head and tail prediction of the test triples."""
     entity = torch.from_numpy(model.entity_vectors)
@@ -223,11 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ent, rel = kg_vector_files(args.dataset, directory, params, show_progress=sys.stderr.isatty())
     print(f"entity vectors: {ent}\nrelation vectors: {rel}  ({time.perf_counter() - tic:.1f}s)")
     if args.evaluate:
-        kg = read_kg(directory, args.dataset)
-        entities, relations, triples = _index_triples(kg)
-        rng = np.random.default_rng(args.seed)
-        order = rng.permutation(len(triples))
-        test, train = triples[order[:1000]], triples[order[1000:]]
+        entities, relations, train, test = held_out_split(read_kg(directory, args.dataset), args.seed)
         entity, relation, losses = train_transe(train, len(entities), len(relations), params)
         model = TransEModel(entities, relations, entity.numpy(), relation.numpy(), losses)
         quality = link_prediction(model, train, test)

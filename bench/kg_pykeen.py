@@ -1,0 +1,196 @@
+"""seqtune's built-in TransE beside PyKEEN's (the field's standard KG-embedding library), issue 17.
+
+    bash bench/setup_pykeen.sh                      # PyKEEN 1.11.1 in its own venv, same torch build
+    python bench/kg_pykeen.py linkpred              # both TransEs on the same triples, one evaluator
+    python bench/kg_pykeen.py train --models KSR GRU4RecKG --seeds 2020 2021 2022   # resumable
+    python bench/kg_pykeen.py summarize             # the tables for docs/kg.md
+
+linkpred: ml-100k's graph split as ``python -m models.kg_embed --evaluate`` splits it (90,631 training
+triples, 1,000 held out, seed 2020); both TransEs train on the training triples with the same recipe
+(dim 64, L2, margin 1, one negative per triple, unit-length entities, Adam lr 0.01, batch 4096, 100
+epochs) and are scored by one evaluator (models.kg_embed.link_prediction: filtered ranks over all
+entities, head and tail). PyKEEN's own evaluator scores PyKEEN's model too, a check on ours.
+
+train: each KG model trained to RecBole's early stop (the model's defaults, out of the box) on each
+vector set: "builtin" (seqtune's cached TransE) and "pykeen" (PyKEEN's TransE on the full graph, as
+the dataset's own ml-100k.ent / ml-100k.rel in a data folder beside symlinks to the atomic files).
+One JSON per run in bench/results/kg_pykeen/; an existing one is not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "results" / "kg_pykeen"
+WORK = Path(os.environ.get("SEQTUNE_PYKEEN_DIR", Path.home() / ".cache" / "seqtune-pykeen"))
+DATASET = "ml-100k"
+KEYS = ("mrr@10", "ndcg@10", "recall@10")
+
+
+def pykeen_python() -> str:
+    return str(Path(os.environ.get("PYKEEN_VENV", Path.home() / "pykeen-venv")) / "bin" / "python")
+
+
+def pykeen_transe(train: np.ndarray, n_entities: int, n_relations: int, params, test: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, list[float], dict]:
+    """PyKEEN's TransE on id triples, in PyKEEN's venv (bench/pykeen_transe.py): vectors, losses, report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        triples, vectors = Path(tmp) / "triples.npz", Path(tmp) / "vectors.npz"
+        arrays = {"train": train, "n_entities": n_entities, "n_relations": n_relations}
+        np.savez(triples, **arrays, **({"test": test} if test is not None else {}))
+        command = [pykeen_python(), str(ROOT / "bench" / "pykeen_transe.py"), "--triples", str(triples),
+                   "--dim", str(params.dim), "--epochs", str(params.epochs), "--lr", str(params.learning_rate),
+                   "--margin", str(params.margin), "--batch-size", str(params.batch_size), "--seed",
+                   str(params.seed), "--out", str(vectors)]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        result = np.load(vectors)
+        return result["entity"], result["relation"], result["losses"].tolist(), report
+
+
+def linkpred() -> dict:
+    import time
+
+    from models.data.datasets import resolve_dataset_dir
+    from models.data.kg import read_kg
+    from models.kg_embed import TransEModel, TransEParams, held_out_split, link_prediction, train_transe
+
+    params = TransEParams()
+    entities, relations, train, test = held_out_split(read_kg(resolve_dataset_dir(DATASET), DATASET), params.seed)
+    tic = time.perf_counter()
+    entity, relation, losses = train_transe(train, len(entities), len(relations), params)
+    ours_s = time.perf_counter() - tic
+    ours = TransEModel(entities, relations, entity.numpy(), relation.numpy(), losses)
+    p_entity, p_relation, p_losses, report = pykeen_transe(train, len(entities), len(relations), params, test)
+    theirs = TransEModel(entities, relations, p_entity, p_relation, p_losses)
+    result = {
+        "params": params.__dict__, "train_triples": len(train), "test_triples": len(test),
+        "entities": len(entities), "relations": len(relations),
+        "seqtune": {**link_prediction(ours, train, test), "first_loss": losses[0], "last_loss": losses[-1],
+                    "train_s": ours_s},
+        "pykeen": {**link_prediction(theirs, train, test), "first_loss": p_losses[0], "last_loss": p_losses[-1],
+                   "train_s": report["train_s"], "pykeen_evaluator": report.get("pykeen_evaluator"),
+                   "version": report["pykeen"]},
+        "command": "python bench/kg_pykeen.py linkpred",
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "linkpred.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def pykeen_data_dir(dim: int) -> Path:
+    """A folder RecBole's format reads as ml-100k with its own .ent/.rel: PyKEEN's TransE on the full graph."""
+    from models.data.datasets import resolve_dataset_dir
+    from models.data.kg import read_kg
+    from models.kg_embed import TransEParams, _index_triples, write_vectors
+
+    target = WORK / f"dim{dim}" / DATASET
+    if (target / f"{DATASET}.ent").is_file():
+        return target.parent
+    source = resolve_dataset_dir(DATASET)
+    params = TransEParams(dim=dim)
+    entities, relations, triples = _index_triples(read_kg(source, DATASET))
+    entity, relation, losses, report = pykeen_transe(triples, len(entities), len(relations), params)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(source):
+        if name.startswith(DATASET + ".") and not (target / name).exists():
+            (target / name).symlink_to(source / name)
+    (target / "pykeen.json").write_text(json.dumps({**params.__dict__, **report, "losses": losses}, indent=1))
+    write_vectors(target / f"{DATASET}.rel", "rel_id", "rel_emb", relations, relation)
+    write_vectors(target / f"{DATASET}.ent", "ent_id", "ent_emb", entities, entity)  # last: marks it complete
+    return target.parent
+
+
+def kg_dim(model: str) -> int:
+    from models.config import build_config
+
+    config = build_config(model, DATASET)
+    return int(config.get("kg_embedding_size") or config["embedding_size"])  # KSR's key, else GRU4RecKG's
+
+
+def train(models: list[str], seeds: list[int], threads: int) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        for model in models:
+            for vectors in ("builtin", "pykeen"):
+                out = OUT / f"{model.lower()}_{vectors}_seed{seed}.json"
+                if out.is_file():
+                    continue
+                extra = [f"--data_path={pykeen_data_dir(kg_dim(model))}"] if vectors == "pykeen" else []
+                print(f"kg_pykeen: {model} on {vectors} vectors, seed {seed}", flush=True)
+                with tempfile.TemporaryDirectory() as tmp:
+                    full = Path(tmp) / "result.json"
+                    subprocess.run([sys.executable, "-m", "models.train", "--model", model, "--dataset", DATASET,
+                                    f"--seed={seed}", f"--threads={threads}", "--show_progress=false", "--quiet",
+                                    "--result_json", str(full), *extra], cwd=ROOT, check=True)
+                    result = json.loads(full.read_text())
+                keep = {k: result.get(k) for k in ("test_result", "best_valid_result", "best_epoch", "epochs_run")}
+                keep["train_losses"] = [round(h["train_loss"], 4) for h in result.get("history", [])]
+                out.write_text(json.dumps({"model": model, "vectors": vectors, "seed": seed, **keep}, indent=1))
+
+
+def summarize() -> str:
+    lines = []
+    link = OUT / "linkpred.json"
+    if link.is_file():
+        r = json.loads(link.read_text())
+        lines += [f"Link prediction on {r['test_triples']:,} held-out triples ({r['train_triples']:,} training, "
+                  f"{r['entities']:,} entities), one evaluator (filtered, head and tail):", "",
+                  "| TransE | first / last epoch loss | filtered MRR | filtered Hits@10 | PyKEEN's evaluator "
+                  "(MRR / Hits@10) | training (s) |", "|---|---|---|---|---|---|"]
+        for name in ("seqtune", "pykeen"):
+            t = r[name]
+            check = t.get("pykeen_evaluator")
+            lines.append(f"| {name} | {t['first_loss']:.3f} / {t['last_loss']:.3f} | {t['mrr']:.4f} | "
+                         f"{t['hits@10']:.4f} | "
+                         + (f"{check['mrr']:.4f} / {check['hits@10']:.4f}" if check else "-")
+                         + f" | {t['train_s']:.0f} |")
+        lines.append("")
+    runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_seed*.json"))]
+    if runs:
+        lines += ["| model | vectors | seeds | epochs run (best) | test MRR@10 | NDCG@10 | Recall@10 |",
+                  "|---|---|---|---|---|---|---|"]
+        for model in sorted({r["model"] for r in runs}):
+            for vectors in ("builtin", "pykeen"):
+                group = sorted((r for r in runs if r["model"] == model and r["vectors"] == vectors),
+                               key=lambda r: r["seed"])
+                if not group:
+                    continue
+                cells = []
+                for key in KEYS:
+                    values = [r["test_result"][key] for r in group]
+                    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+                    cells.append(f"{statistics.fmean(values):.4f}{spread}")
+                epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in group)
+                lines.append(f"| {model} | {vectors} | {', '.join(str(r['seed']) for r in group)} | {epochs} | "
+                             + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["linkpred", "train", "summarize"])
+    parser.add_argument("--models", nargs="+", default=["KSR", "GRU4RecKG"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.action == "linkpred":
+        linkpred()
+    elif args.action == "train":
+        train(args.models, args.seeds, args.threads)
+    print(summarize())
+
+
+if __name__ == "__main__":
+    main()
