@@ -337,3 +337,38 @@ def test_a_budget_stops_the_study_and_the_same_command_continues_it(workdir: Pat
     assert len(ran) == 4 and len(set(ran)) == 4  # every point's first rung once, none twice
     assert "COMPLETE" in [s for _, s, _ in rows] and "WAITING" not in [s for _, s, _ in rows]
     assert "budget spent" not in second.stderr
+
+
+def test_a_storage_failure_mid_study_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:
+    """The database under a running study fails (seen: the SQLite file replaced under a worker). Optuna
+    raises its own clean-up AssertionError on top of the storage error; the user gets one line naming the
+    storage error, exit 1, and the news that the same command resumes. Anything else still raises."""
+    import sqlite3
+
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from tuner import cli
+
+    def failing(request: object) -> None:
+        try:
+            try:
+                cause = sqlite3.OperationalError("attempt to write a readonly database")
+                raise OperationalError("UPDATE trials", {}, cause)
+            except OperationalError as exc:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+        except optuna.exceptions.StorageInternalError:
+            raise AssertionError("Should not reach.")  # noqa: B904  (as Optuna's _run_trial does)
+
+    monkeypatch.setattr(cli, "resolve", lambda argv: argv)
+    monkeypatch.setattr(cli, "tune", failing)
+    assert cli.main(["--model", "GRU4Rec", "--params_file", "h.test"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "attempt to write a readonly database" in err and "resumes" in err
+
+    def broken(request: object) -> None:
+        raise ValueError("a bug, not the storage")
+
+    monkeypatch.setattr(cli, "tune", broken)
+    with pytest.raises(ValueError):
+        cli.main(["--model", "GRU4Rec", "--params_file", "h.test"])

@@ -39,9 +39,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuner.leaderboard import model_list, run_leaderboard
 
     models = model_list(sys.argv[1:] if argv is None else argv)
-    if len(models) > 1:
-        return run_leaderboard(sys.argv[1:] if argv is None else list(argv), models)
-    return tune(resolve(argv)).code
+    try:
+        if len(models) > 1:
+            return run_leaderboard(sys.argv[1:] if argv is None else list(argv), models)
+        return tune(resolve(argv)).code
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        detail = str(getattr(failure, "orig", None) or failure).splitlines()[0]
+        print(f"error: the study's storage failed ({type(failure).__name__}: {detail}); finished trials are "
+              "stored, and the same command resumes the study once the storage works", file=sys.stderr)
+        return 1
+
+
+def storage_failure(exc: BaseException | None) -> BaseException | None:
+    """The storage error behind ``exc``, if one is: Optuna raises its own clean-up failure (an
+    AssertionError in ``_run_trial``) on top of the database error that stopped a trial."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OperationalError):
+            return exc
+        if isinstance(exc, optuna.exceptions.StorageInternalError):
+            return storage_failure(exc.__cause__ or exc.__context__) or exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @dataclass
