@@ -32,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "results" / "kg_pykeen"
 WORK = Path(os.environ.get("SEQTUNE_PYKEEN_DIR", Path.home() / ".cache" / "seqtune-pykeen"))
 DATASET = "ml-100k"
@@ -113,10 +114,11 @@ def pykeen_data_dir(dim: int) -> Path:
 
 
 def kg_dim(model: str) -> int:
+    from recbole_env import kg_vector_dim  # bench/ is this script's directory
+
     from models.config import build_config
 
-    config = build_config(model, DATASET)
-    return int(config.get("kg_embedding_size") or config["embedding_size"])  # KSR's key, else GRU4RecKG's
+    return kg_vector_dim(build_config(model, DATASET))
 
 
 def train(models: list[str], seeds: list[int], threads: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def recbole_python() -> str:
@@ -14,6 +15,12 @@ def recbole_env(**extra: str) -> dict[str, str]:
     """The ray stub on PYTHONPATH, full torch.load for RecBole's pickled checkpoints, quiet warnings."""
     return {**os.environ, "PYTHONPATH": os.environ.get("RAYSTUB", str(Path.home() / "raystub")),
             "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore::FutureWarning", **extra}
+
+
+def kg_vector_dim(config: Any) -> int:
+    """The dimension of the KG vectors a model reads: KSR's kg_embedding_size, else GRU4RecKG's
+    embedding_size."""
+    return int(config.get("kg_embedding_size") or config["embedding_size"])
 
 
 def recbole_model_args(model: str, dataset: str = "ml-100k", data_path: str | None = None) -> list[str]:
@@ -28,7 +35,7 @@ def recbole_model_args(model: str, dataset: str = "ml-100k", data_path: str | No
     from models.kg_embed import TransEParams, kg_vector_files
 
     config = build_config(model, dataset, overrides={"data_path": data_path} if data_path else None)
-    dim = int(config.get("kg_embedding_size") or config["embedding_size"])  # KSR's key, else GRU4RecKG's
+    dim = kg_vector_dim(config)
     directory = resolve_dataset_dir(dataset, config.get("data_path"))
     ent, _ = kg_vector_files(dataset, directory, TransEParams.from_config(config, dim))
     return ["--kg-vectors", str(ent.parent)]

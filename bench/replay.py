@@ -477,7 +477,7 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
     import tempfile
 
     costs_data = measure()
-    costs = Costs(**{k: TrialCost(**costs_data[k]) for k in ("serial", "parallel", "recbole")})
+    costs = Costs.load()
     points, _ = load_table()
     capped = truncated(points, epochs)
     studies = []

@@ -26,6 +26,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def cached_pretraining(model: Any, config: Config, data: SequentialData) -> tupl
     return directory.name, _cached_epochs(directory)
 
 
-def epochs_to_pretrain(requested: list[int], cached: list[int], save_step: int) -> int:
+def epochs_to_pretrain(requested: Sequence[int], cached: Sequence[int], save_step: int) -> int:
     """The epochs that pretraining to each of ``requested`` costs under one cache key, run in ascending
     order: each continues from the longest cached shorter run, and leaves a file every ``save_step``
     epochs and at its end."""

@@ -60,14 +60,15 @@ def storage_failure(exc: BaseException | None) -> BaseException | None:
     from sqlalchemy.exc import OperationalError
 
     seen: set[int] = set()
+    internal: BaseException | None = None  # Optuna's wrapper, when no database error lies under it
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OperationalError):
             return exc
-        if isinstance(exc, optuna.exceptions.StorageInternalError):
-            return storage_failure(exc.__cause__ or exc.__context__) or exc
+        if internal is None and isinstance(exc, optuna.exceptions.StorageInternalError):
+            internal = exc
         exc = exc.__cause__ or exc.__context__
-    return None
+    return internal
 
 
 @dataclass

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,7 +148,7 @@ def pretrain_groups(request: StudyRequest, points: list[dict[str, Any]]) -> list
     return list(groups.values())
 
 
-def pretraining(request: StudyRequest, groups: list[PretrainGroup], threads: int) -> PretrainEstimate:
+def pretraining(request: StudyRequest, groups: Sequence[PretrainGroup], threads: int) -> PretrainEstimate:
     """What the study's points still have to pretrain at ``threads``. A sampled space has no points to
     group: every trial is counted as its own pretraining when the space searches anything the cache key
     holds, else one for the study."""
@@ -159,7 +160,7 @@ def pretraining(request: StudyRequest, groups: list[PretrainGroup], threads: int
     seconds = 0.0
     keys = epochs = 0
     for group in groups:
-        todo = epochs_to_pretrain(list(group.requested), list(group.cached), group.save_step)
+        todo = epochs_to_pretrain(group.requested, group.cached, group.save_step)
         if todo:
             cost = epoch_cost(request, group.params, threads, stage="pretrain")
             seconds += todo * cost.epoch_seconds * repeat
@@ -221,7 +222,7 @@ def estimate(request: StudyRequest, workers: int | None = None, work: StudyWork 
     epoch = sum(cost.epoch_seconds * n for cost, n in costs) / work.points
     test = sum(cost.eval_seconds * n for cost, n in costs) / work.points  # the test users are the valid users
     return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test,
-                         work.finished, pretraining(request, list(work.pretrain_groups), threads), work)
+                         work.finished, pretraining(request, work.pretrain_groups, threads), work)
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
