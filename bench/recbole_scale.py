@@ -55,7 +55,7 @@ def train_throughput(trainer, train_data, warmup: int, batches: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", choices=["cold", "save", "cached"], required=True)
+    parser.add_argument("--stage", choices=["cold", "save", "cached", "serve"], required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--data-path", default=None, help="the folder of <dataset>.inter etc. (default: RecBole's)")
@@ -85,7 +85,7 @@ def main() -> None:
                    "checkpoint_dir": cache if args.stage == "save" else os.path.join(workdir, "saved")}
     if args.stage == "save":
         config_dict.update(save_dataset=True, save_dataloaders=True)
-    if args.stage == "cached":
+    if args.stage in ("cached", "serve"):
         config_dict.update(
             dataset_save_path=os.path.join(cache, f"{args.dataset}-{dataset_class_name(args.model)}.pth"),
             dataloaders_save_path=os.path.join(cache, f"{args.dataset}-for-{args.model}-dataloader.pth"))
@@ -102,8 +102,13 @@ def main() -> None:
               "counts": {"users": dataset.user_num - 1, "items": dataset.item_num - 1,
                          "interactions": dataset.inter_num, "train_samples": len(train_data._dataset),
                          "valid_users": len(valid_data._dataset), "train_batch_size": config["train_batch_size"]}}
-    if args.stage == "cached":
+    if args.stage in ("cached", "serve"):
         result["train"] = train_throughput(trainer, train_data, args.warmup, args.batches)
+    if args.stage == "serve":  # timed evaluations on request, in blocks alternating with seqtune's
+        from eval_server import serve
+
+        serve(lambda: trainer.evaluate(valid_data, load_best_model=False, show_progress=False))
+    elif args.stage == "cached":
         passes = []
         for _ in range(args.eval_passes):
             tic = time.perf_counter()

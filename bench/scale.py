@@ -3,6 +3,8 @@
     python bench/scale.py generate      # synthetic ml-1m, Amazon-Beauty and ml-20m sizes (models.data.synth)
     python bench/scale.py run           # every size x model x tool below; merges into bench/results/scale.json
     python bench/scale.py run --sizes synth-ml-20m --tools seqtune,recbole --models GRU4Rec
+    python bench/scale.py paired-eval --sizes synth-ml-1m --models GRU4Rec --warmup 3 --batches 3
+                                        # full-sort evaluation of both tools in alternating blocks
     python bench/scale.py summarize     # the table for docs/performance.md, slopes, docs/img/scale_loglog.png
 
 Per dataset size, model and tool, each stage in its own process, the tools alternating:
@@ -26,6 +28,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from eval_server import EvalClient, paired_blocks, serve  # noqa: E402
 from recbole_env import recbole_env, recbole_model_args, recbole_python  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scale.json"
@@ -83,7 +88,7 @@ def seqtune_stage(stage: str, model: str, dataset: str, threads: int, warmup: in
         "prep_s": time.perf_counter() - tic, "prep_peak_rss_mb": peak_rss_mb(),
         "counts": {"users": data.n_users - 1, "items": data.n_items - 1, "train_samples": len(data.train),
                    "valid_users": len(data.valid), "train_batch_size": config["train_batch_size"]}}
-    if stage == "cached":
+    if stage in ("cached", "serve"):
         import torch
 
         data, model_ = prepare(config, data)
@@ -91,6 +96,9 @@ def seqtune_stage(stage: str, model: str, dataset: str, threads: int, warmup: in
         result["threads"] = torch.get_num_threads()
         result["torch_version"] = torch.__version__
         result["train"] = train_throughput(trainer, warmup, batches)
+    if stage == "serve":  # timed evaluations on request, in blocks alternating with RecBole's
+        serve(lambda: trainer.evaluate(data.valid))
+    elif stage == "cached":
         passes = []
         for _ in range(eval_passes):
             tic = time.perf_counter()
@@ -201,9 +209,55 @@ def run(args: argparse.Namespace) -> None:
                     save_results(results)
                     print(f"scale:   {one_line(entry)}", flush=True)
         if args.sizes and "recbole" in args.tools:
-            import shutil
-
             shutil.rmtree(WORK / "recbole-cache", ignore_errors=True)  # GBs of pickles at ml-1m size
+
+
+def paired_eval(args: argparse.Namespace) -> None:
+    """Full-sort evaluation of the valid users, RecBole and seqtune side by side in alternating blocks.
+
+    The 'cached' stage times each tool's evaluation in its own process, minutes apart; at ml-1m one
+    pass is ~0.5 s against ~0.9 s, and this machine drifts 15-30 % over minutes (two runs of the same
+    code gave 0.51x and 0.55x). Here both tools load their caches, train ``--batches`` steps, and stay
+    up serving evaluations (bench/eval_server.py); blocks alternate which tool goes first, and the ratio
+    is taken block by adjacent block (as bench/speed.py does at ml-100k).
+    """
+    results = load_results()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for dataset in args.sizes:
+            for model in args.models:
+                save_out = workdir / "save.json"
+                command, env = stage_command("recbole", "save", model, dataset, args, save_out, workdir)
+                print(f"scale: recbole {model} {dataset} save (its cache)", flush=True)
+                saved = watched(command, env, save_out, args.rss_limit_gb * 1024, args.stage_timeout)
+                if "stopped" in saved:
+                    raise SystemExit(f"scale: RecBole's save stage stopped: {saved['stopped']}")
+                clients: dict[str, EvalClient] = {}
+                try:
+                    for tool in ("recbole", "seqtune"):  # one at a time: the other waits, idle, on stdin
+                        command, env = stage_command(tool, "serve", model, dataset, args,
+                                                     workdir / f"{tool}-serve.json", workdir)
+                        clients[tool] = EvalClient(command, cwd=str(ROOT), env=env)
+                    recbole_blocks, seqtune_blocks = paired_blocks(clients["recbole"], clients["seqtune"],
+                                                                   args.eval_blocks, args.eval_per_block)
+                    blocks = {"recbole": recbole_blocks, "seqtune": seqtune_blocks}
+                finally:
+                    for client in clients.values():
+                        client.close()
+                ratios = [statistics.median(st) / statistics.median(rb)
+                          for rb, st in zip(blocks["recbole"], blocks["seqtune"], strict=True)]
+                entry = {"blocks": blocks, "ratios": ratios, "ratio_median": statistics.median(ratios),
+                         "ratio_min": min(ratios), "ratio_max": max(ratios),
+                         **{f"{tool}_median_s": statistics.median([t for b in blocks[tool] for t in b])
+                            for tool in blocks},
+                         "command": f"python bench/scale.py paired-eval --sizes {dataset} --models {model} "
+                                    f"--eval-blocks {args.eval_blocks} --eval-per-block {args.eval_per_block}"}
+                results.setdefault("paired_eval", {})[f"{model}/{dataset}"] = entry
+                save_results(results)
+                print(f"scale: {model} {dataset} full-sort eval, seqtune / RecBole per block pair: median "
+                      f"{entry['ratio_median']:.3f} (range {entry['ratio_min']:.3f}-{entry['ratio_max']:.3f}); "
+                      f"medians {entry['seqtune_median_s']:.3f} s / {entry['recbole_median_s']:.3f} s", flush=True)
+    shutil.rmtree(WORK / "recbole-cache", ignore_errors=True)
 
 
 def one_line(entry: dict) -> str:
@@ -387,11 +441,18 @@ def summarize() -> None:
     for key, value in results["slopes"].items():
         if value is not None:
             print(f"slope {key}: {value:.2f}" + ("" if key.endswith("all_sizes") else " (ml-100k, ml-1m, ml-20m)"))
+    if results.get("paired_eval"):
+        print()
+        print("| full-sort eval, paired | seqtune (s) | RecBole (s) | seqtune / RecBole, block-pair median | range |")
+        print("|---|---|---|---|---|")
+        for key, entry in results["paired_eval"].items():
+            print(f"| {key} | {entry['seqtune_median_s']:.3f} | {entry['recbole_median_s']:.3f} "
+                  f"| {entry['ratio_median']:.3f}x | {entry['ratio_min']:.3f}-{entry['ratio_max']:.3f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["generate", "run", "summarize", "stage"])
+    parser.add_argument("action", choices=["generate", "run", "paired-eval", "summarize", "stage"])
     parser.add_argument("--sizes", type=lambda s: s.split(","), default=SIZES[:3])
     parser.add_argument("--models", type=lambda s: s.split(","), default=["GRU4Rec", "KSR"])
     parser.add_argument("--tools", type=lambda s: s.split(","), default=["recbole", "seqtune"])
@@ -399,10 +460,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--eval-passes", type=int, default=3, help="timed full-sort passes; the fastest counts")
+    parser.add_argument("--eval-blocks", type=int, default=10, help="paired-eval: blocks per tool")
+    parser.add_argument("--eval-per-block", type=int, default=3, help="paired-eval: evaluations per block")
     parser.add_argument("--rss-limit-gb", type=float, default=18.0)
     parser.add_argument("--stage-timeout", type=float, default=900.0)
     # the 'stage' action (a child process of 'run')
-    parser.add_argument("--stage", choices=["cold", "cached"])
+    parser.add_argument("--stage", choices=["cold", "cached", "serve"])
     parser.add_argument("--model")
     parser.add_argument("--dataset")
     parser.add_argument("--out", type=Path)
@@ -412,6 +475,8 @@ def main() -> None:
         generate()
     elif args.action == "run":
         run(args)
+    elif args.action == "paired-eval":
+        paired_eval(args)
     elif args.action == "summarize":
         summarize()
     else:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.nn.packed_gru import PackedGRU, PackInfo
+from models.nn.packed_gru import GATE_BLOCK_ROWS, PackedGRU, PackInfo, _gate_block_rows
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -77,3 +77,27 @@ def test_inference_recurrence_is_bit_identical_to_the_training_one(layers: int) 
     with torch.no_grad():
         assert torch.equal(gru.last_hidden(table[seq], pack), training)
         assert torch.equal(gru.last_hidden(None, pack, table, seq), training)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("hidden", "rows"), [(128, 2 * GATE_BLOCK_ROWS + 137), (64, GATE_BLOCK_ROWS + 1), (96, 700)])
+def test_blocked_gate_arithmetic_keeps_the_training_forwards_bits(threads: int, hidden: int, rows: int) -> None:
+    """Evaluation's gates run in blocks of rows where that is exact (H a multiple of 64, at most 2
+    threads) and unblocked elsewhere (H = 96): at evaluation's shapes, several blocks and a ragged last
+    one, the state is the training forward's to the bit either way."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert _gate_block_rows(hidden, torch.device("cpu")) == (None if hidden % 64 else GATE_BLOCK_ROWS)
+        torch.manual_seed(hidden + rows)
+        gru = PackedGRU(64, hidden, 1)
+        table = torch.randn(300, 64)
+        seq = torch.randint(1, 300, (rows, 16))
+        lengths = torch.where(torch.rand(rows) < 0.7, 16, torch.randint(1, 17, (rows,)))  # most rows full
+        pack = PackInfo.from_lengths(lengths, 16)
+        with torch.enable_grad():
+            training = gru.last_hidden(table[seq], pack).detach()
+        with torch.no_grad():
+            assert torch.equal(gru.last_hidden(None, pack, table, seq), training)
+    finally:
+        torch.set_num_threads(previous)
