@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -260,6 +261,20 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
     proc = run_hyper(workdir, *args)
     assert proc.returncode == 0, proc.stderr
     _assert_finished_once(workdir, db, 4)
+
+
+def test_workers_ignore_ctrl_c_when_their_driver_was_started_ignoring_it() -> None:
+    """`nohup run_hyper.py ... &` in a script starts the driver with SIGINT ignored, and a spawned worker
+    inherits that. A worker that stopped on a SIGINT its driver ignores was replaced by the driver's next
+    worker (found with bench/s3rec_two_workers.py): the worker now keeps ignoring it; SIGTERM (the
+    driver's stop) always stops it. (Without the inherited SIG_IGN, Ctrl-C stops workers: the ctrl_c
+    tests above.)"""
+    code = ("import signal; from tuner.backends.optuna.worker import _interrupt_once, install_interrupt_handlers; "
+            "install_interrupt_handlers(); "
+            "print(*(signal.getsignal(s) is _interrupt_once for s in (signal.SIGINT, signal.SIGTERM)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)).stdout.split()
+    assert out == ["False", "True"]
 
 
 def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path) -> None:

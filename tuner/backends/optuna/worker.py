@@ -236,10 +236,18 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def install_interrupt_handlers() -> None:
+    """A worker stops on SIGTERM (the driver) and on SIGINT (a terminal's Ctrl-C reaches the whole
+    process group), unless it was started with SIGINT ignored: then the driver ignores it too (``nohup``,
+    ``cmd &`` in a script), so a worker that stopped would only be replaced by the driver's next one."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+
+
 def worker_process(plan: StudyPlan, deadline: float | None, parent: int) -> None:
     """Entry point of a worker process (spawned by the Optuna backend)."""
-    signal.signal(signal.SIGINT, _interrupt_once)
-    signal.signal(signal.SIGTERM, _interrupt_once)
+    install_interrupt_handlers()
     die_with_parent(parent)
     try:
         run_worker(plan, deadline)
