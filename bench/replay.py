@@ -51,6 +51,7 @@ PNG = ROOT / "docs" / "img" / "replay_anytime.png"
 METRIC = "mrr@10"
 WITHIN = 0.01  # "as good as the grid's best": valid MRR@10 within 1 %
 RECBOLE_STOP = 10  # hyperopt no_progress_loss(10)
+VALID_USERS = 943  # ml-100k: every user has one valid item
 RECBOLE_SETUP_S = 2.6  # ../shared/recbole-reference.md: Config + dataset + dataloaders per trial, 2 cores
 MEASURE_OVERRIDES = {"num_layers": 1, "hidden_size": 128, "seed": 2020, "epochs": 3}
 
@@ -63,6 +64,7 @@ class Point:
     valid: tuple[float, ...]  # valid MRR@10 per epoch, up to the early stop (or the 50-epoch cap)
     best_valid: float  # the trial's result: its best epoch's valid MRR@10
     test: float  # test MRR@10 of the best epoch
+    best_valid_hit: float = 0.0  # valid Hit@10 of the best epoch (for the metric's noise floor)
 
     @property
     def key(self) -> tuple:
@@ -72,7 +74,8 @@ class Point:
 def load_table(path: Path = TABLE) -> tuple[list[Point], dict[str, Any]]:
     table = json.loads(path.read_text())
     points = [Point(params=row["params"], valid=tuple(e["valid_result"][METRIC] for e in row["curve"]),
-                    best_valid=row["best_valid_result"][METRIC], test=row["test_result"][METRIC])
+                    best_valid=row["best_valid_result"][METRIC], test=row["test_result"][METRIC],
+                    best_valid_hit=row["best_valid_result"]["hit@10"])
               for row in table["trials"]]
     return points, table
 
@@ -80,6 +83,20 @@ def load_table(path: Path = TABLE) -> tuple[list[Point], dict[str, Any]]:
 def grid_best(points: list[Point]) -> Point:
     """The grid's answer: the best valid MRR@10 (the first of ties in table order)."""
     return max(points, key=lambda p: p.best_valid)
+
+
+def mrr_standard_error_floor(mrr: float, hit: float, users: int = VALID_USERS) -> float:
+    """A lower bound on the standard error of MRR@10 as a mean over ``users``: a user's reciprocal rank is
+    0 without a hit in the top 10, so by Cauchy-Schwarz E[RR^2] >= E[RR]^2 / P(hit)."""
+    return math.sqrt(max(mrr * mrr / hit - mrr * mrr, 0.0) / users) if hit > 0 else 0.0
+
+
+def targets(points: list[Point]) -> dict[str, float]:
+    """What counts as "as good as the grid's best": the issue's 1 %, and one noise floor below the best
+    (a difference smaller than one standard error of the metric is not evidence that a config is worse)."""
+    best = grid_best(points)
+    return {"within_1pct": best.best_valid * (1 - WITHIN),
+            "within_noise": best.best_valid - mrr_standard_error_floor(best.best_valid, best.best_valid_hit)}
 
 
 # --- costs -------------------------------------------------------------------------------------------
@@ -297,51 +314,82 @@ def replay_all(points: list[Point], costs: Costs, seeds: list[int], workers_list
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
+    """Median, quartiles (linear between order statistics, as statistics.quantiles' "inclusive"), min and
+    max; an infinite value (a run that never reached its target) stays infinite instead of turning nan."""
     ordered = sorted(values)
-    q = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
-    return {"median": q[1], "p25": q[0], "p75": q[2], "min": ordered[0], "max": ordered[-1]}
+
+    def at(q: float) -> float:
+        position = q * (len(ordered) - 1)
+        low, frac = int(position), position - int(position)
+        if frac == 0:
+            return ordered[low]
+        if math.isinf(ordered[low + 1]):
+            return math.inf
+        return ordered[low] + (ordered[low + 1] - ordered[low]) * frac
+
+    return {"median": at(0.5), "p25": at(0.25), "p75": at(0.75), "min": ordered[0], "max": ordered[-1]}
+
+
+def time_to(run: Replay, target: float) -> float:
+    """When a config at the target had finished. RecBole's run that stops short counts at its full length
+    (the issue's rule: its search is over and its answer is what the user gets); a tool run that never gets
+    there counts as never (inf): its answer is below the target and it cannot be charged as a success."""
+    reached = run.time_to(target)
+    if reached is not None:
+        return reached
+    return run.wall if run.strategy == STRATEGIES[0].name else math.inf
 
 
 def summarize(runs: list[Replay], points: list[Point]) -> list[dict[str, Any]]:
     best = grid_best(points)
-    target = best.best_valid * (1 - WITHIN)
+    goals = targets(points)
     rows = []
     groups: dict[tuple[str, int], list[Replay]] = {}
     for run in runs:
         groups.setdefault((run.strategy, run.workers), []).append(run)
     for (name, workers), group in groups.items():
-        reached = [r.time_to(target) for r in group]
-        # a run that never reaches the target counts at its full length (RecBole's early stop, a pruned best)
-        times = [t if t is not None else r.wall if r.finished else math.inf
-                 for t, r in zip(reached, group, strict=True)]
         chosen = [r.chosen() for r in group]
         tests = [c[2] for c in chosen if c is not None]
-        below = sum(c is None or c[1] < target for c in chosen)
-        rows.append({
+        row: dict[str, Any] = {
             "strategy": name, "workers": workers, "seeds": len(group),
             "command": next(s.command for s in STRATEGIES if s.name == name),
-            "time_to_target_s": quantiles(times), "reached": sum(t is not None for t in reached),
             "wall_s": quantiles([r.wall for r in group]), "trials": statistics.median(r.trials for r in group),
             "pruned": statistics.median(r.pruned for r in group), "epochs": statistics.median(r.epochs for r in group),
             "chosen_test_mrr": quantiles(tests) if tests else None,
-            "chosen_below_target": below,
+            "chosen_test_gap_median": (statistics.median(tests) / best.test - 1) if tests else None,
             "chosen_test_gap_worst": (min(tests) / best.test - 1) if tests else None,
-        })
+        }
+        for goal, target in goals.items():
+            suffix = "" if goal == "within_1pct" else "_noise"
+            row[f"time_to_target{suffix}_s"] = quantiles([time_to(r, target) for r in group])
+            row[f"reached{suffix}"] = sum(r.time_to(target) is not None for r in group)
+            row[f"chosen_below_target{suffix}"] = sum(c is None or c[1] < target for c in chosen)
+        rows.append(row)
     return rows
 
 
 def verdict(rows: list[dict[str, Any]], best: Point) -> dict[str, Any]:
-    """The must-show line: the best strategy at 2 workers against RecBole's exhaustive search."""
+    """The must-show line: the best strategy at 2 workers against RecBole's exhaustive search, by the
+    issue's 1 % target and by the noise floor; a strategy that misses a target in most seeds has an
+    infinite median and cannot win it."""
     recbole = next(r for r in rows if r["strategy"] == STRATEGIES[0].name)
     candidates = [r for r in rows if r["workers"] == 2 and r["chosen_test_mrr"] is not None]
-    winner = min(candidates, key=lambda r: r["time_to_target_s"]["median"])
-    return {
-        "winner": winner["strategy"], "winner_command": winner["command"],
-        "speedup_vs_recbole": recbole["time_to_target_s"]["median"] / winner["time_to_target_s"]["median"],
-        "winner_median_test_gap": winner["chosen_test_mrr"]["median"] / best.test - 1,
-        "winner_worst_test_gap": winner["chosen_test_gap_worst"],
-        "recbole_returns_below_target": f"{recbole['chosen_below_target']}/{recbole['seeds']}",
-    }
+    out: dict[str, Any] = {"recbole_returns_below_target": f"{recbole['chosen_below_target']}/{recbole['seeds']}",
+                           "recbole_returns_below_noise_target":
+                               f"{recbole['chosen_below_target_noise']}/{recbole['seeds']}"}
+    for suffix in ("", "_noise"):
+        key = f"time_to_target{suffix}_s"
+        winner = min(candidates, key=lambda r: (r[key]["median"], r["wall_s"]["median"]))
+        ours, theirs = winner[key]["median"], recbole[key]["median"]
+        out[f"target{suffix or '_1pct'}"] = {
+            "winner": winner["strategy"], "winner_command": winner["command"],
+            "winner_reached": f"{winner[f'reached{suffix}']}/{winner['seeds']}",
+            "winner_median_s": ours, "recbole_median_s": theirs,
+            "speedup_vs_recbole": theirs / ours if math.isfinite(ours) else 0.0,
+            "winner_median_test_gap": winner["chosen_test_gap_median"],
+            "winner_worst_test_gap": winner["chosen_test_gap_worst"],
+        }
+    return out
 
 
 def anytime_png(runs: list[Replay], points: list[Point], workers_list: list[int], path: Path = PNG) -> None:
@@ -351,7 +399,7 @@ def anytime_png(runs: list[Replay], points: list[Point], workers_list: list[int]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    best = grid_best(points)
+    goals = targets(points)
     horizon = max(r.wall for r in runs)
     grid = [10 ** (2 + i * (math.log10(horizon) - 2) / 199) for i in range(200)]
     fig, axes = plt.subplots(1, len(workers_list), figsize=(6 * len(workers_list), 4.5), sharey=True, squeeze=False)
@@ -373,7 +421,8 @@ def anytime_png(runs: list[Replay], points: list[Point], workers_list: list[int]
             style = {"color": "black", "linestyle": "--"} if strategy.recbole else {}
             line, = ax.plot(xs, mid, label=strategy.name, **style)
             ax.fill_between(xs, lo, hi, alpha=0.12, color=line.get_color())
-        ax.axhline(best.best_valid * (1 - WITHIN), color="grey", linewidth=0.8, linestyle=":")
+        ax.axhline(goals["within_1pct"], color="grey", linewidth=0.8, linestyle=":")  # the issue's 1 %
+        ax.axhline(goals["within_noise"], color="grey", linewidth=0.8, linestyle="-.")  # one noise floor below
         ax.set_xscale("log")
         ax.set_xlabel("wall time (h)")
         ax.set_title(f"{workers} worker(s)  (RecBole: serial)")
@@ -546,16 +595,17 @@ def main() -> None:
               "points": len(points), "points_total": table["points_total"], "seeds": seeds,
               "costs": json.loads(args.costs.read_text()),
               "grid_best": {"params": best.params, "valid": best.best_valid, "test": best.test},
-              "target_valid": best.best_valid * (1 - WITHIN), "rows": rows, "verdict": verdict(rows, best),
+              "targets_valid": targets(points), "rows": rows, "verdict": verdict(rows, best),
               "replay_seconds": round(time.perf_counter() - tic, 1),
               "runs": [asdict(r) for r in runs]}
     OUT.write_text(json.dumps(result, indent=1))
     anytime_png(runs, points, args.workers)
     for row in rows:
-        t = row["time_to_target_s"]
+        t, n = row["time_to_target_s"], row["time_to_target_noise_s"]
         print(f"{row['strategy']:32s} w={row['workers']}  to 1%: {t['median'] / 60:7.1f} min "
-              f"[{t['p25'] / 60:.1f}-{t['p75'] / 60:.1f}]  reached {row['reached']}/{row['seeds']}  "
-              f"wall {row['wall_s']['median'] / 60:7.1f} min  pruned {row['pruned']:.0f}/{row['trials']:.0f}")
+              f"reached {row['reached']:2d}/{row['seeds']}  to noise: {n['median'] / 60:7.1f} min "
+              f"reached {row['reached_noise']:2d}/{row['seeds']}  wall {row['wall_s']['median'] / 60:7.1f} min  "
+              f"pruned {row['pruned']:.0f}/{row['trials']:.0f}  test gap {row['chosen_test_gap_median']:+.1%}")
     print(json.dumps(result["verdict"], indent=1))
 
 

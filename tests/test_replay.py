@@ -98,3 +98,28 @@ def test_summary_counts_a_run_that_misses_the_target_at_its_full_length() -> Non
     assert row["reached"] == len(runs) - len(missed)
     assert row["chosen_below_target"] == len(missed)
     assert row["time_to_target_s"]["max"] >= max([r.wall for r in missed], default=0.0)
+
+
+def test_a_tool_run_that_misses_the_target_never_counts_as_reaching_it() -> None:
+    """A best that rises only at its last epoch: successive halving prunes it at the first rung in every
+    order, so its time to the target is infinite, not its (short) wall time."""
+    points = table()
+    late = replay.Point({"learning_rate": 0.0001, "dropout_prob": 0.5}, (0.001,) * 8 + (0.09,), 0.09, 0.04)
+    points = [late if p.params == late.params else p for p in points]
+    halving = next(s for s in replay.STRATEGIES if s.pruner == "halving")
+    runs = [replay.replay_tool(points, parse_space_text(SPACE, "s.test"), halving, 2, s, COST) for s in range(5)]
+    target = replay.targets(points)["within_1pct"]
+    assert all(r.time_to(target) is None for r in runs)
+    row = replay.summarize(runs, points)[0]
+    assert row["reached"] == 0 and row["time_to_target_s"]["median"] == float("inf")
+    assert row["wall_s"]["max"] < float("inf")
+
+
+def test_the_noise_floor_is_a_lower_bound_on_the_standard_error() -> None:
+    """Against the exact standard error of users whose reciprocal ranks are known."""
+    ranks = [1.0] * 5 + [0.5] * 10 + [0.2] * 20 + [0.0] * 965
+    mrr, hit = sum(ranks) / len(ranks), sum(r > 0 for r in ranks) / len(ranks)
+    exact = (sum((r - mrr) ** 2 for r in ranks) / len(ranks) / len(ranks)) ** 0.5
+    floor = replay.mrr_standard_error_floor(mrr, hit, users=len(ranks))
+    assert 0 < floor <= exact
+    assert replay.mrr_standard_error_floor(0.05, 0.0) == 0.0
