@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,30 +47,41 @@ def test_grid_with_two_workers_runs_every_point_once(workdir: Path) -> None:
 
 
 def test_random_grid_order_is_seeded_and_complete(workdir: Path) -> None:
+    """The order is RecBole's for the seed (two seeds planned), and a study runs its points in that order."""
+    from tuner.request import resolve
+
     space = workdir / "h.test"
     space.write_text("learning_rate choice [0.01, 0.005]\nhidden_size choice [8, 16]\n")
-    file_order = [(lr, h) for lr in (0, 1) for h in (0, 1)]  # Optuna stores a choice as its index
+    file_order = [(lr, h) for lr in (0.01, 0.005) for h in (8, 16)]
     for seed in (2020, 7):
-        db = workdir / f"s{seed}.db"
-        proc = run_hyper(workdir, "--params_file", str(space), "--epochs=1", "--grid-order", "random",
-                         f"--sampler-seed={seed}", "--storage", f"sqlite:///{db}", "--no-mlflow", "--quiet")
-        assert proc.returncode == 0, proc.stderr
-        ran = [(int(p["learning_rate"]), int(p["hidden_size"])) for _, _, p in sorted(study_rows(db))]
         expected = list(file_order)
         random.Random(seed).shuffle(expected)  # the order RecBole's exhaustive search would draw for this seed
-        assert ran == expected
+        args = ["--params_file", str(space), "--epochs=1", "--grid-order", "random", f"--sampler-seed={seed}",
+                "--storage", f"sqlite:///{workdir / f's{seed}.db'}", "--no-mlflow", "--quiet"]
+        planned = resolve(hyper_command(workdir, *args)[2:]).grid_points
+        assert [(p["learning_rate"], p["hidden_size"]) for p in planned] == expected
+    proc = run_hyper(workdir, *args)  # the last seed's study, run for real
+    assert proc.returncode == 0, proc.stderr
+    choices = {"learning_rate": (0.01, 0.005), "hidden_size": (8, 16)}  # Optuna stores a choice as its index
+    ran = [tuple(choices[k][int(p[k])] for k in choices) for _, _, p in sorted(study_rows(workdir / "s7.db"))]
+    assert ran == expected
 
 
 def test_both_flag_forms_and_best_config_retrains(workdir: Path) -> None:
+    """`--key=value` and `--key value` give the same study request (our flags and config keys alike); the
+    study's best_config.yaml retrains to the same result."""
+    from tuner.request import resolve
+
     space = workdir / "h.test"
     space.write_text("learning_rate choice [0.01]\n")
-    eq = run_hyper(workdir, f"--params_file={space}", "--epochs=1", "--output_file=a.result",
-                   f"--storage=sqlite:///{workdir / 'a.db'}", "--study-name=eq")
-    spaced = run_hyper(workdir, "--params_file", str(space), "--epochs", "1", "--output_file", "b.result",
-                       "--storage", f"sqlite:///{workdir / 'b.db'}", "--study-name", "spaced")
-    assert eq.returncode == 0 and spaced.returncode == 0, eq.stderr + spaced.stderr
-    assert parse_recbole_output((workdir / "a.result").read_text()) == parse_recbole_output(
-        (workdir / "b.result").read_text())
+    eq = [f"--params_file={space}", "--epochs=1", "--output_file=b.result", f"--storage=sqlite:///{workdir / 'b.db'}",
+          "--study-name=spaced"]
+    spaced = ["--params_file", str(space), "--epochs", "1", "--output_file", "b.result",
+              "--storage", f"sqlite:///{workdir / 'b.db'}", "--study-name", "spaced"]
+    requests = [replace(resolve(hyper_command(workdir, *form)[2:]), command="") for form in (eq, spaced)]
+    assert requests[0] == requests[1] and requests[0].base["epochs"] == 1 and requests[0].study_name == "spaced"
+    proc = run_hyper(workdir, *spaced)
+    assert proc.returncode == 0, proc.stderr
     retrain = subprocess.run([*hyper_command(workdir)[:1], "-m", "models.train", "--model", "GRU4Rec", "--dataset",
                               "toy", "--config_files", str(workdir / "best_config.yaml")],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
