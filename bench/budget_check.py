@@ -54,12 +54,15 @@ def check_outputs(work: Path, model: str, dataset: str) -> dict[str, Any]:
     rows = list(csv.DictReader((work / "results.csv").open()))
     fixed = {"trial", "state", "best_valid_score", "epochs_run", "seconds", "error"}
     names = [c for c in rows[0] if c not in fixed and not c.startswith(("valid_", "test_"))] if rows else []
-    with_result = [r for r in rows if r.get("test_mrr@10")]
+    # the output file lists the trials that ended (COMPLETE, PRUNED); a FAIL stopped by the budget keeps
+    # what it reached in results.csv only; the best is the best COMPLETE trial, as the tool's
+    with_result = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED") and r.get("test_mrr@10")]
     blocks = parse_recbole_output((work / OUTPUT).read_text())
     output_matches = len(blocks) == len(with_result) and all(
         any(same_params(params, {n: r[n] for n in names if r[n] != ""}) for params, _, _ in blocks)
         for r in with_result)
-    best = max(with_result, key=lambda r: float(r["best_valid_score"])) if with_result else None
+    complete = [r for r in with_result if r["state"] == "COMPLETE"]
+    best = max(complete, key=lambda r: float(r["best_valid_score"])) if complete else None
     best_config = yaml.safe_load((work / "best_config.yaml").read_text())
     best_config_matches = best is not None and all(same(best_config.get(n), best[n]) for n in names if best[n] != "")
 
@@ -80,7 +83,8 @@ def check_outputs(work: Path, model: str, dataset: str) -> dict[str, Any]:
         "best_valid_score": float(best["best_valid_score"]) if best else None,
         "best_config_matches": best_config_matches,
         "mlflow_parents": len(parents), "mlflow_children": len(children),
-        "mlflow_children_match_trials": child_numbers == sorted(int(r["trial"]) for r in rows),
+        "mlflow_children_match_trials": child_numbers == sorted(int(r["trial"]) for r in rows
+                                                                 if r["state"] != "WAITING"),  # started ones
         "mlflow_parent_best": parent_best,
         "mlflow_parent_best_matches": best is not None and parent_best is not None
         and math.isclose(parent_best, float(best["best_valid_score"]), rel_tol=1e-6),

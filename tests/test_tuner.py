@@ -354,8 +354,11 @@ def test_a_budget_stops_the_study_and_the_same_command_continues_it(workdir: Pat
     assert "budget spent: 4 trial(s) still to run" in first.stderr
     rows = study_rows(workdir / "s.db")
     assert [s for _, s, _ in rows].count("FAIL") == 1 and [s for _, s, _ in rows].count("WAITING") == 4
-    stopped = [r for r in csv.DictReader((workdir / "results.csv").open()) if r["state"] == "FAIL"]
+    listed = list(csv.DictReader((workdir / "results.csv").open()))
+    stopped = [r for r in listed if r["state"] == "FAIL"]
     assert len(stopped) == 1 and stopped[0]["error"].startswith("stopped: the budget was spent")
+    assert stopped[0]["best_valid_score"] and int(stopped[0]["epochs_run"]) > 0  # what it reached is kept
+    assert all(r["best_valid_score"] == r["epochs_run"] == "" for r in listed if r["state"] == "WAITING")
 
     second = run_hyper(workdir, *common, "--epochs=3", "--budget", "10m")
     assert second.returncode == 0, second.stderr
@@ -364,6 +367,23 @@ def test_a_budget_stops_the_study_and_the_same_command_continues_it(workdir: Pat
     assert len(ran) == 4 and len(set(ran)) == 4  # every point's first rung once, none twice
     assert "COMPLETE" in [s for _, s, _ in rows] and "WAITING" not in [s for _, s, _ in rows]
     assert "budget spent" not in second.stderr
+
+
+def test_a_budget_counts_from_the_command_start(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan's measurement and the set-up before the study (KG vectors on a fresh machine: minutes)
+    are in the budget: a study whose set-up took 58 of its 60 s gets the 2 s left, not 60 more."""
+    from tuner import cli
+    from tuner.request import resolve
+    from tuner.trial import TrialState
+
+    (workdir / "h.test").write_text(KILL_SPACE)
+    monkeypatch.chdir(workdir)
+    request = resolve(hyper_command(workdir, "--params_file", "h.test", "--no-mlflow", "--quiet", "--epochs=100000",
+                                    "--stopping_step=100000", "--budget", "60s",
+                                    f"--storage=sqlite:///{workdir / 's.db'}")[2:])
+    study = cli.run_study(request, cli.make_plan(request), started=time.monotonic() - 58)
+    assert study.seconds < 30  # without the set-up counted: 60 s of training
+    assert [r.state for r in study.records] == [TrialState.WAITING] * 4  # nothing lost: all queued for a resume
 
 
 def test_a_storage_failure_mid_study_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:

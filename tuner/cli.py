@@ -83,6 +83,7 @@ class TuneOutcome:
 
 def tune(request: StudyRequest) -> TuneOutcome:
     """Run one checked request: plan, study, results, summary, then the seed phase."""
+    started = time.monotonic()
     show_notes(request)
     if request.mlflow_uri:  # MLflow's import takes seconds: overlap it with the study's set-up
         threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
@@ -96,7 +97,7 @@ def tune(request: StudyRequest) -> TuneOutcome:
         plan_lines += described
     if request.dry_run:
         return TuneOutcome(0)
-    study = run_study(request, plan, seconds_per_trial)
+    study = run_study(request, plan, seconds_per_trial, started)
     best = write_results(request, study, request.output_file, "results.csv", plan_lines)
     print_summary(request, study.records, best)
     url = study.tracker.view_url()
@@ -170,8 +171,10 @@ def make_backend(request: StudyRequest) -> Backend:
     return OptunaBackend()
 
 
-def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float | None = None) -> StudyRun:
-    """Prepare, track and run one study (Ctrl-C included: its trials are collected as stored)."""
+def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float | None = None,
+              started: float | None = None) -> StudyRun:
+    """Prepare, track and run one study (Ctrl-C included: its trials are collected as stored). A budget
+    counts from ``started`` (time.monotonic()): the plan's measurement and the set-up are in it."""
     backend = make_backend(request)
     backend.prepare(plan)
     tracker = start_tracking(request, plan)
@@ -179,6 +182,8 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
     display = ProgressDisplay(request.valid_metric, request.quiet, planned_seconds_per_trial=seconds_per_trial)
     follow = follow_on_parent(tracker, backend, plan)
     tic = time.monotonic()
+    if plan.budget and plan.timeout is not None and started is not None:
+        plan.timeout = max(1.0, plan.timeout - (tic - started))
     try:
         records, interrupted = backend.run(plan, lambda snap: (display(snap), follow(snap))), False
     except KeyboardInterrupt:

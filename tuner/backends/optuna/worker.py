@@ -152,11 +152,11 @@ def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: 
             store.set_attrs(trial.number, {"error": failure_message(exc), "traceback": traceback.format_exc()[-4000:],
                                            "seconds": round(time.perf_counter() - tic, 3), "config_params": params})
             raise  # optimize(catch=...) records it FAIL and the study goes on
-        if reporter.out_of_budget:
+        if reporter.out_of_budget:  # the copy is queued before the results are stored: it carries none of them
             record.error = "stopped: the budget was spent; queued again for the resume"
+            store.queue_again(trial.number)
         store.set_attrs(trial.number, record.attrs())
         if reporter.out_of_budget:
-            store.queue_again(trial.number)
             raise BudgetSpent(record.error)
     except KeyboardInterrupt:
         trial.set_user_attr("error", "interrupted; queued again for the resume")
