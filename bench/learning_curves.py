@@ -1,7 +1,8 @@
 """The learning-curve table, built with the tool itself as one resumable study (issue 15).
 
     python bench/learning_curves.py run      # start or resume the study (Ctrl-C stops cleanly; run again)
-    python bench/learning_curves.py export   # bench/results/learning_curves_gru4rec.json from the study
+    python bench/learning_curves.py export   # bench/results/learning_curves_gru4rec.json from the study,
+                                             # and the table for docs/tuning.md
 
 Every point of the seed's GRU4Rec learning_rate x dropout_prob grid (bench/spaces/gru4rec_lr_dropout.test,
 30 points; num_layers 1, hidden_size 128, everything else RecBole's defaults, seed 2020) trained to
@@ -55,6 +56,19 @@ def export() -> dict:
     return table
 
 
+def markdown(table: dict) -> str:
+    """The points in the grid's order, as docs/tuning.md shows them."""
+    lines = ["| learning_rate | dropout_prob | epochs run | best epoch (from 0, as RecBole) | best valid MRR@10 "
+             "| test MRR@10 |",
+             "|---|---|---|---|---|---|"]
+    for row in sorted(table["trials"], key=lambda r: (-r["params"]["learning_rate"], r["params"]["dropout_prob"])):
+        capped = " (cap)" if row["epochs_run"] >= 50 else ""
+        lines.append(f"| {row['params']['learning_rate']} | {row['params']['dropout_prob']} | {row['epochs_run']}"
+                     f"{capped} | {row['best_epoch']} | {row['best_valid_result']['mrr@10']:.4f} | "
+                     f"{row['test_result']['mrr@10']:.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "export"])
@@ -62,6 +76,7 @@ def main() -> None:
     if args.action == "run":
         raise SystemExit(subprocess.run(COMMAND, cwd=ROOT).returncode)
     table = export()
+    print(markdown(table))
     print(f"{table['points_done']}/{table['points_total']} points in {OUT}")
 
 

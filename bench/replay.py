@@ -3,6 +3,7 @@ good as the grid's best soonest, with how many workers, against RecBole's exhaus
 
     python bench/replay.py measure             # per-epoch costs on this machine (quiet machine: ~4 min)
     python bench/replay.py run [--seeds 20]    # bench/results/replay.json, docs/img/replay_anytime.png
+    python bench/replay.py table               # docs/tuning.md's tables from replay.json
     python bench/replay.py check [--epochs 5]  # two real studies against their replays (quiet machine: ~1 h)
 
 The table (bench/learning_curves.py) holds, for every point of the seed's GRU4Rec learning_rate x
@@ -368,11 +369,20 @@ def summarize(runs: list[Replay], points: list[Point]) -> list[dict[str, Any]]:
     return rows
 
 
-def verdict(rows: list[dict[str, Any]], best: Point) -> dict[str, Any]:
+def oracle_seconds(points: list[Point], target: float, cost: TrialCost) -> float:
+    """A bound no strategy can beat: the cheapest single trial that finishes at the target, trained first
+    and alone (the cost of a worker with every core). Finishing includes the epochs after its best one,
+    until the early stop."""
+    return min(cost.setup + cost.epochs(len(p.valid)) + cost.valid for p in points if p.best_valid >= target)
+
+
+def verdict(rows: list[dict[str, Any]], points: list[Point], costs: Costs) -> dict[str, Any]:
     """The must-show line: the best strategy at 2 workers against RecBole's exhaustive search, by the
     issue's 1 % target and by the noise floor; a strategy that misses a target in most seeds has an
-    infinite median and cannot win it."""
+    infinite median and cannot win it. ``bound_speedup``: RecBole's time over the oracle's, the most
+    any strategy could reach on this table at these costs."""
     recbole = next(r for r in rows if r["strategy"] == STRATEGIES[0].name)
+    goals = targets(points)
     candidates = [r for r in rows if r["workers"] == 2 and r["chosen_test_mrr"] is not None]
     out: dict[str, Any] = {"recbole_returns_below_target": f"{recbole['chosen_below_target']}/{recbole['seeds']}",
                            "recbole_returns_below_noise_target":
@@ -381,15 +391,31 @@ def verdict(rows: list[dict[str, Any]], best: Point) -> dict[str, Any]:
         key = f"time_to_target{suffix}_s"
         winner = min(candidates, key=lambda r: (r[key]["median"], r["wall_s"]["median"]))
         ours, theirs = winner[key]["median"], recbole[key]["median"]
+        oracle = oracle_seconds(points, goals["within_noise" if suffix else "within_1pct"], costs.serial)
         out[f"target{suffix or '_1pct'}"] = {
             "winner": winner["strategy"], "winner_command": winner["command"],
             "winner_reached": f"{winner[f'reached{suffix}']}/{winner['seeds']}",
             "winner_median_s": ours, "recbole_median_s": theirs,
             "speedup_vs_recbole": theirs / ours if math.isfinite(ours) else 0.0,
+            "oracle_s": oracle, "bound_speedup": theirs / oracle,
             "winner_median_test_gap": winner["chosen_test_gap_median"],
             "winner_worst_test_gap": winner["chosen_test_gap_worst"],
         }
     return out
+
+
+def defaults(rows: list[dict[str, Any]], points: list[Point]) -> dict[str, Any]:
+    """What the tool takes from the table (tuner/evidence.py): the mean trial length, each pruner's share
+    of a grid's epochs (1 worker), and --budget's pruner for a grid: the fastest Optuna pruner over the
+    grid to the noise target at 2 workers (ASHA is Ray's; the winner overall is in the verdict)."""
+    by = {(r["strategy"], r["workers"]): r for r in rows}
+    grid_epochs = by[("grid", 1)]["epochs"]
+    pruned = [s for s in STRATEGIES if s.algo == "grid" and s.pruner != "none" and not s.recbole]
+    budget = min((by[(s.name, 2)] for s in pruned if s.pruner != "asha"),
+                 key=lambda r: (r["time_to_target_noise_s"]["median"], r["wall_s"]["median"]))
+    return {"expected_epochs": round(statistics.mean(len(p.valid) for p in points)),
+            "pruned_epoch_fraction": {s.pruner: round(by[(s.name, 1)]["epochs"] / grid_epochs, 2) for s in pruned},
+            "budget_grid_pruner": next(s.pruner for s in pruned if s.name == budget["strategy"])}
 
 
 def anytime_png(runs: list[Replay], points: list[Point], workers_list: list[int], path: Path = PNG) -> None:
@@ -564,9 +590,34 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
     return result
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """docs/tuning.md's tables from a replay.json: every strategy, then the verdict."""
+    def minutes(q: dict[str, float]) -> str:
+        return "never" if math.isinf(q["median"]) else f"{q['median'] / 60:.0f} [{q['p25'] / 60:.0f}-" + (
+            "never]" if math.isinf(q["p75"]) else f"{q['p75'] / 60:.0f}]")
+
+    lines = ["| strategy | workers | to 1 % (min, median [p25-p75]) | reached | to the noise floor (min) | reached "
+             "| study wall (min) | epochs trained | chosen config's test MRR@10 (median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['strategy']} | {r['workers']} | {minutes(r['time_to_target_s'])} | "
+                     f"{r['reached']}/{r['seeds']} | {minutes(r['time_to_target_noise_s'])} | "
+                     f"{r['reached_noise']}/{r['seeds']} | {r['wall_s']['median'] / 60:.0f} | {r['epochs']:.0f} | "
+                     f"{r['chosen_test_mrr']['median']:.4f} |")
+    lines += ["", "| target | valid MRR@10 | fastest at 2 workers | reached | its time (min) | RecBole's (min) "
+              "| speed-up | oracle (min) | the most any strategy could reach |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, goal in (("1 % below the best", "within_1pct"), ("one noise floor below", "within_noise")):
+        v = result["verdict"]["target_1pct" if goal == "within_1pct" else "target_noise"]
+        lines.append(f"| {name} | {result['targets_valid'][goal]:.4f} | {v['winner']} | {v['winner_reached']} | "
+                     f"{v['winner_median_s'] / 60:.0f} | {v['recbole_median_s'] / 60:.0f} | "
+                     f"{v['speedup_vs_recbole']:.2f}x | {v['oracle_s'] / 60:.0f} | {v['bound_speedup']:.1f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["measure", "run", "check"])
+    parser.add_argument("action", choices=["measure", "run", "check", "table"])
     parser.add_argument("--epochs", type=int, default=5, help="check: the real studies' epochs cap")
     parser.add_argument("--check-seed", type=int, default=0, help="check: grid order and sampler seed")
     parser.add_argument("--seeds", type=int, default=20)
@@ -580,6 +631,9 @@ def main() -> None:
         return
     if args.action == "check":
         check(args.epochs, args.check_seed)
+        return
+    if args.action == "table":
+        print(markdown(json.loads(OUT.read_text())))
         return
     points, table = load_table()
     if table["points_done"] < table["points_total"] and not args.partial:
@@ -595,7 +649,8 @@ def main() -> None:
               "points": len(points), "points_total": table["points_total"], "seeds": seeds,
               "costs": json.loads(args.costs.read_text()),
               "grid_best": {"params": best.params, "valid": best.best_valid, "test": best.test},
-              "targets_valid": targets(points), "rows": rows, "verdict": verdict(rows, best),
+              "targets_valid": targets(points), "rows": rows, "verdict": verdict(rows, points, costs),
+              "defaults": defaults(rows, points),
               "replay_seconds": round(time.perf_counter() - tic, 1),
               "runs": [asdict(r) for r in runs]}
     OUT.write_text(json.dumps(result, indent=1))
@@ -606,7 +661,7 @@ def main() -> None:
               f"reached {row['reached']:2d}/{row['seeds']}  to noise: {n['median'] / 60:7.1f} min "
               f"reached {row['reached_noise']:2d}/{row['seeds']}  wall {row['wall_s']['median'] / 60:7.1f} min  "
               f"pruned {row['pruned']:.0f}/{row['trials']:.0f}  test gap {row['chosen_test_gap_median']:+.1%}")
-    print(json.dumps(result["verdict"], indent=1))
+    print(json.dumps({"verdict": result["verdict"], "defaults (tuner/evidence.py)": result["defaults"]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -123,3 +123,16 @@ def test_the_noise_floor_is_a_lower_bound_on_the_standard_error() -> None:
     floor = replay.mrr_standard_error_floor(mrr, hit, users=len(ranks))
     assert 0 < floor <= exact
     assert replay.mrr_standard_error_floor(0.05, 0.0) == 0.0
+
+
+def test_no_strategy_beats_the_oracle() -> None:
+    """The bound: the cheapest trial that finishes at the target, trained first and alone."""
+    points = table()
+    target = replay.targets(points)["within_1pct"]
+    oracle = replay.oracle_seconds(points, target, COST)
+    space = parse_space_text(SPACE, "s.test")
+    for strategy in replay.STRATEGIES[1:]:
+        for seed in range(3):
+            run = replay.replay_tool(points, space, strategy, 1, seed, COST)
+            reached = run.time_to(target)
+            assert reached is None or reached >= oracle - 1e-9
