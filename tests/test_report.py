@@ -40,7 +40,8 @@ def test_every_section_with_its_content(tmp_path: Path) -> None:
     assert page.count("<tr") == 1 + 5  # header and every trial (the report has no row limit)
     # anytime curve and learning curves drawn; the plots of Optuna are absent here and say why
     assert page.count("src='data:image/png;base64,") == 2
-    assert page.count("needs at least two finished trials") == 2
+    assert "needs at least two finished trials" in page
+    assert "needs two searched parameters and two finished trials" in page
     assert "viewStateShareKey=seqtune" in page
 
 
@@ -55,3 +56,18 @@ def test_a_study_with_no_finished_trial_still_reports() -> None:
     page = render(FACTS, [_record(0, TrialState.FAIL, None, "RuntimeError: x")], {})
     assert "No trial finished." in page and "First failure: trial 0" in page
     assert "no trial has finished yet" in page and "no trial has a learning curve yet" in page
+
+
+def test_importances_are_drawn_only_where_there_is_something_to_compare(tmp_path: Path) -> None:
+    """One searched parameter's importance is 1 by definition: no plot (and no scikit-learn import)."""
+    import optuna
+
+    from tuner.reporting.plots import write_plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for names, expected in ((["lr"], 2), (["lr", "dropout"], 3)):
+        study = optuna.create_study(direction="maximize")
+        study.optimize(lambda t, names=names: sum(t.suggest_float(n, 0.0, 1.0) for n in names), n_trials=6)
+        written = write_plots(study, tmp_path / str(len(names)))
+        assert len(written) == expected
+        assert any(p.name == "param_importances.png" for p in written) == (len(names) > 1)

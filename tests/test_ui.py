@@ -67,7 +67,7 @@ def serve(command: list[str], url: str, log: Path, timeout: float = 90) -> Itera
 def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One study for every view here (each view only reads it), with its own data and tensor cache."""
     workdir = with_toy_data(tmp_path_factory.mktemp("ui"))
-    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.001]\n")
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\nhidden_size choice [8, 16]\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SEQTUNE_CACHE", str(workdir / "cache"))
         proc = run_hyper(workdir, "--params_file", "h.test", "--epochs=3", "--study-name", "ui",

@@ -10,21 +10,25 @@ from typing import Any
 
 
 def write_plots(study: Any, out_dir: Path) -> list[Path]:
-    """Every plot the study's trials allow (importances need two finished trials); the files written."""
+    """Every plot the study's trials allow (importances need two finished trials and two searched
+    parameters: one parameter's importance is 1 by definition); the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as vis
-    from optuna.importance import PedAnovaImportanceEvaluator
 
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, plot in (("optimization_history", vis.plot_optimization_history),
-                       ("parallel_coordinate", vis.plot_parallel_coordinate),
-                       # PED-ANOVA: milliseconds; fANOVA's forest (and scikit-learn's import) ~1 s
-                       ("param_importances", partial(vis.plot_param_importances,
-                                                     evaluator=PedAnovaImportanceEvaluator()))):
+    plots: list[tuple[str, Any]] = [("optimization_history", vis.plot_optimization_history),
+                                    ("parallel_coordinate", vis.plot_parallel_coordinate)]
+    if len({name for trial in study.trials for name in trial.params}) >= 2:
+        # optuna.importance imports scikit-learn (~2 s) for fANOVA; PED-ANOVA itself takes milliseconds
+        from optuna.importance import PedAnovaImportanceEvaluator
+
+        plots.append(("param_importances", partial(vis.plot_param_importances,
+                                                   evaluator=PedAnovaImportanceEvaluator())))
+    for name, plot in plots:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -90,11 +90,12 @@ def render(facts: StudyFacts, records: Sequence[TrialRecord], plots: dict[str, P
                           or "<p class='note'>no trial has finished yet</p>"))
     parts.append(_section("Learning curves of the top trials", _image(curves_png(records, facts))
                           or "<p class='note'>no trial has a learning curve yet</p>"))
-    for title, name in (("Parallel coordinates", "parallel_coordinate"),
-                        ("Parameter importances", "param_importances")):
+    for title, name, needs in (("Parallel coordinates", "parallel_coordinate", "at least two finished trials"),
+                               ("Parameter importances", "param_importances",
+                                "two searched parameters and two finished trials")):
         path = plots.get(name)
         body = _image(path.read_bytes()) if path is not None and path.is_file() else None
-        parts.append(_section(title, body or "<p class='note'>needs at least two finished trials</p>"))
+        parts.append(_section(title, body or f"<p class='note'>needs {needs}</p>"))
     parts.append("</body></html>")
     return "\n".join(parts)
 
