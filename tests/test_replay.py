@@ -3,6 +3,7 @@ every strategy of the tool over a grid giving each point its first rung exactly 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -136,3 +137,15 @@ def test_no_strategy_beats_the_oracle() -> None:
             run = replay.replay_tool(points, space, strategy, 1, seed, COST)
             reached = run.time_to(target)
             assert reached is None or reached >= oracle - 1e-9
+
+
+def test_rung_synchronous_halving_gives_every_point_its_first_rung_first() -> None:
+    points = table()
+    space = parse_space_text(SPACE, "s.test")
+    for workers in (1, 3):
+        run = replay.replay_rung_synchronous(points, space, workers, 0, COST)
+        assert run.trials == len(points) and run.pruned + len(run.finished) == len(points)
+        first_rung = math.ceil(len(points) / workers) * (COST.setup + COST.epochs(1))
+        assert min(t for t, *_ in run.finished) >= first_rung - 1e-9  # nothing finishes before the barrier
+    serial = replay.replay_rung_synchronous(points, space, 1, 0, COST)
+    assert serial.epochs < sum(len(p.valid) for p in points)  # it prunes

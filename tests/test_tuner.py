@@ -342,6 +342,26 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
+def test_the_budget_strategy_is_the_evidences(workdir: Path) -> None:
+    """--budget takes its pruner from tuner/evidence.py: a grid (in random order), a sampled space, Ray;
+    an explicit --pruner wins."""
+    from tuner import evidence
+    from tuner.request import resolve
+
+    (workdir / "g.test").write_text("learning_rate choice [0.01, 0.001]\n")
+    (workdir / "s.test").write_text("learning_rate loguniform -8,0\n")
+
+    def pruner(space: str, *extra: str) -> tuple[str, str, bool]:
+        request = resolve(hyper_command(workdir, "--params_file", str(workdir / space), "--budget", "1h",
+                                        "--no-mlflow", *extra)[2:])
+        return request.algo, request.pruner, request.grid_points is not None
+
+    assert pruner("g.test") == ("grid", evidence.BUDGET_GRID_PRUNER, True)
+    assert pruner("s.test") == ("tpe", evidence.BUDGET_SAMPLED_PRUNER, False)
+    assert pruner("g.test", "--tool", "ray")[1] == "asha"
+    assert pruner("g.test", "--pruner", "median")[1] == "median"
+
+
 def test_a_budget_stops_the_study_and_the_same_command_continues_it(workdir: Path) -> None:
     """Run 1: a trial that cannot finish in 4 s is stopped at its next epoch and queued again (FAIL,
     with the reason); nothing is lost. Run 2, with a new budget: successive halving gives every grid
