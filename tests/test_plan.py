@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_hyper
+from tuner import evidence
 from tuner.plan import StudyEstimate, describe, estimate
 from tuner.reporting.progress import format_duration
 from tuner.request import resolve
@@ -58,10 +60,24 @@ def test_a_long_study_says_so_and_names_what_fits(workdir: Path) -> None:
     assert "over 2 h" in lines[1]
     assert "2 of the 6 points: --timeout 7200 --grid-order random" in lines[2]  # 7200 s / 3500 s per trial
     assert any(line.startswith("  - --workers 2: ~") for line in lines)
-    assert any("--pruner median" in line for line in lines)
+    pruner = evidence.BUDGET_GRID_PRUNER
+    budget = next(line for line in lines if line.startswith(f"  - --budget 2h: {pruner} pruning"))
+    share = evidence.PRUNED_EPOCH_FRACTION[pruner]  # the default --epochs (300) is past the table's trials
+    pruned = replace(long, epochs_per_trial=long.epochs_per_trial * share)
+    assert f"all of it with {pruner}: ~{format_duration(pruned.study_seconds)}" in budget
     short = StudyEstimate(trials=6, workers=1, threads=2, epoch_seconds=1.0, epochs_per_trial=35)
     assert len(describe(request, short)) == 1
     assert [format_duration(s) for s in (30, 600, 9000)] == ["30 s", "10 min", "2.5 h"]
+
+
+def test_a_pruned_study_is_planned_at_the_tables_share_of_epochs(workdir: Path) -> None:
+    full = estimate(_request(workdir, "--epochs=50"))
+    halving = estimate(_request(workdir, "--epochs=50", "--pruner", "halving"))
+    assert full.epochs_per_trial == evidence.EXPECTED_EPOCHS
+    share = evidence.PRUNED_EPOCH_FRACTION["halving"]
+    assert halving.epochs_per_trial == pytest.approx(evidence.EXPECTED_EPOCHS * share)
+    capped = estimate(_request(workdir, "--epochs=3", "--pruner", "halving"))
+    assert capped.epochs_per_trial == 3  # a cap short of the table's trials: the pruner's share is not assumed
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(workdir: Path) -> None:

@@ -4,8 +4,9 @@ the study will take, from a measured cost model.
 An epoch's cost is measured on this machine for the study's own model, data and shapes
 (``models.trainer.measure_epoch_cost``: a few warm training batches and one validation pass, at the
 threads each worker will get) and cached per model, dataset, shape and thread count, so the plan costs
-seconds once and nothing after. A trial is ``expected_epochs`` of those; the study is its trials
-spread over the workers. Above two hours the plan says so and names what would fit.
+seconds once and nothing after. A trial is ``expected_epochs`` of those (the learning-curve table's mean,
+less the share a pruner stops: tuner/evidence.py); the study is its trials spread over the workers.
+Above two hours the plan says so and names what would fit.
 """
 
 from __future__ import annotations
@@ -15,21 +16,18 @@ import json
 import math
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.data.datasets import cache_root
+from tuner.evidence import EXPECTED_EPOCHS, budget_pruner, pruned_epoch_fraction
 from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, cpu_count
 
 if TYPE_CHECKING:
     from models.trainer import EpochCost
 
-# Epochs a trial trains until RecBole's early stop, where the space does not say: about 35 on ml-100k
-# for the seed's KSR space (issue 15's measurement). The learning-curve table
-# (bench/learning_curves.py) is the evidence that will replace this constant.
-EXPECTED_EPOCHS = 35
 LONG_STUDY_SECONDS = 2 * 3600
 SHAPE_KEYS = ("train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH")  # besides a model's int keys
 
@@ -65,7 +63,9 @@ class StudyEstimate:
 
 
 def expected_epochs(request: StudyRequest) -> float:
-    return float(min(int(request.base["epochs"]), EXPECTED_EPOCHS))
+    """Epochs per trial on average: the table's mean trial (or the cap), less what the pruner stops."""
+    cap = int(request.base["epochs"])
+    return min(cap, EXPECTED_EPOCHS) * pruned_epoch_fraction(request.pruner, cap)
 
 
 def shape_of(request: StudyRequest, params: dict[str, Any]) -> dict[str, Any]:
@@ -250,6 +250,12 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
         other = estimate(request, workers, plan_estimate.work)
         lines.append(f"  - --workers {workers}: ~{format_duration(other.study_seconds)}")
     if request.pruner == "none":
-        lines.append("  - --pruner median or --pruner hyperband: weak trials stop after a few epochs")
+        pruner = budget_pruner(request.algo, request.tool)
+        share = pruned_epoch_fraction(pruner, int(request.base["epochs"]))
+        pruned = replace(e, epochs_per_trial=e.epochs_per_trial * share)
+        if share < 1:
+            lines.append(f"  - --budget 2h: {pruner} pruning over epochs (weak trials stop after a few), the "
+                         f"best config found within 2 h; all of it with {pruner}: ~"
+                         f"{format_duration(pruned.study_seconds)} (the learning-curve table's share of epochs)")
     return lines
 

@@ -23,6 +23,7 @@ from typing import Any
 from models.cli import command_parser, parse_with_overrides, split_files
 from models.config import Config
 from models.errors import ConfigError, SeqtuneError
+from tuner.evidence import budget_pruner
 from tuner.objective import StudySpec
 from tuner.space import Choice, Distribution, SearchSpace, SpaceError, decode_value, parse_space_file
 
@@ -52,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="trial budget (default: the grid size, or 100 as RecBole's max_evals)")
     ours.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     ours.add_argument("--budget", default=None, metavar="DURATION",
-                      help="wall time for this run (90m, 2h, 1h30m): successive halving over epochs (every point "
-                           "gets a first epoch, the best third go on, ...); at the end of the budget nothing new "
-                           "starts and running trials stop at their next epoch and are queued again; the same "
-                           "command resumes with a new budget")
+                      help="wall time for this run (90m, 2h, 1h30m): a grid in random order with successive "
+                           "halving over epochs (every point gets a first epoch, the best third go on, ...), a "
+                           "sampled space with TPE and Hyperband, Ray with ASHA (docs/tuning.md: the evidence); "
+                           "at the end of the budget nothing new starts and running trials stop at their next "
+                           "epoch and are queued again; the same command resumes with a new budget")
     ours.add_argument("--workers", type=int, default=1, help="parallel workers (processes, or Ray trials at once)")
     ours.add_argument("--storage", default=DEFAULT_STORAGE,
                       help="Optuna storage: a sqlite file (one host) or postgresql://... (many hosts)")
@@ -196,7 +198,7 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
     if args.display_file:
         notes.append("warning: --display_file is not written; compare trials in MLflow or optuna-dashboard")
     budget = parse_duration(args.budget) if args.budget is not None else None
-    pruner = args.pruner if args.pruner != "none" or budget is None else ("asha" if tool == "ray" else "halving")
+    pruner = args.pruner if args.pruner != "none" or budget is None else budget_pruner(algo, tool)
     points = None
     n_trials = args.n_trials or (space.grid_size if algo == "grid" else 100)
     if algo == "grid":
