@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_hyper
+from tests.conftest import ROOT, run_hyper
 from tuner import evidence
 from tuner.plan import StudyEstimate, describe, estimate
 from tuner.reporting.progress import format_duration
@@ -78,6 +78,16 @@ def test_a_pruned_study_is_planned_at_the_tables_share_of_epochs(workdir: Path) 
     assert halving.epochs_per_trial == pytest.approx(evidence.EXPECTED_EPOCHS * share)
     capped = estimate(_request(workdir, "--epochs=3", "--pruner", "halving"))
     assert capped.epochs_per_trial == 3  # a cap short of the table's trials: the pruner's share is not assumed
+
+
+def test_the_evidence_constants_are_the_replays() -> None:
+    """tuner/evidence.py holds what bench/replay.py run last wrote from the learning-curve table."""
+    import json
+
+    written = json.loads((ROOT / "bench" / "results" / "replay.json").read_text())["defaults"]
+    assert written["expected_epochs"] == evidence.EXPECTED_EPOCHS
+    assert written["pruned_epoch_fraction"] == evidence.PRUNED_EPOCH_FRACTION
+    assert written["budget_grid_pruner"] == evidence.BUDGET_GRID_PRUNER
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(workdir: Path) -> None:
