@@ -190,9 +190,11 @@ def _running_attrs(db: Path) -> list:
 
 
 def _start_and_wait(workdir: Path, args: list[str], db: Path) -> subprocess.Popen:
-    """Start a study and return once at least one trial finished while another runs."""
+    """Start a study and return once at least one trial finished while another runs. It starts as from a
+    terminal, with SIGINT at its default even when the test runner ignores it (a suite run with `&`)."""
     victim = subprocess.Popen(hyper_command(workdir, *args), cwd=workdir, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=hyper_env())
+                              stderr=subprocess.PIPE, text=True, env=hyper_env(),
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline:
         time.sleep(0.2)
