@@ -69,7 +69,12 @@ class Point:
 
     @property
     def key(self) -> tuple:
-        return tuple(sorted(self.params.items()))
+        return params_key(self.params)
+
+
+def params_key(params: dict[str, Any]) -> tuple:
+    """A point's identity: its config values, in name order (a table row, a grid point, a sampler's pick)."""
+    return tuple(sorted(params.items()))
 
 
 def load_table(path: Path = TABLE) -> tuple[list[Point], dict[str, Any]]:
@@ -98,6 +103,10 @@ def targets(points: list[Point]) -> dict[str, float]:
     best = grid_best(points)
     return {"within_1pct": best.best_valid * (1 - WITHIN),
             "within_noise": best.best_valid - mrr_standard_error_floor(best.best_valid, best.best_valid_hit)}
+
+
+# each target: its name in targets(), the suffix of its columns in a summary row, its key in the verdict
+TARGETS = (("within_1pct", "", "target_1pct"), ("within_noise", "_noise", "target_noise"))
 
 
 # --- costs -------------------------------------------------------------------------------------------
@@ -246,7 +255,7 @@ def replay_tool(points: list[Point], space: SearchSpace, strategy: Strategy, wor
     np.random.seed(seed)  # ASHA draws its bracket from numpy's global generator
     study = optuna.create_study(study_name=plan.study_name, direction="maximize", sampler=make_sampler(plan),
                                 pruner=optuna.pruners.NopPruner() if asha else make_pruner(plan))
-    queue = [p for p in space.shuffled_grid(seed) if tuple(sorted(space.to_config_values(p).items())) in by_key] \
+    queue = [p for p in space.shuffled_grid(seed) if params_key(space.to_config_values(p)) in by_key] \
         if strategy.algo == "grid" else []
     for params in queue:
         study.enqueue_trial(params)
@@ -259,7 +268,7 @@ def replay_tool(points: list[Point], space: SearchSpace, strategy: Strategy, wor
             return
         trial = study.ask()
         params = space.to_config_values({n: p.distribution.suggest(trial, n) for n, p in space.parameters.items()})
-        point = by_key.get(tuple(sorted(params.items())))
+        point = by_key.get(params_key(params))
         run.trials += 1
         if point is None:  # a sampler's pick missing from a partial table: skipped, free
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -314,7 +323,7 @@ def replay_rung_synchronous(points: list[Point], space: SearchSpace, workers: in
     import heapq
 
     by_key = {p.key: p for p in points}
-    order = [by_key[k] for k in (tuple(sorted(space.to_config_values(q).items())) for q in space.shuffled_grid(seed))
+    order = [by_key[k] for k in (params_key(space.to_config_values(q)) for q in space.shuffled_grid(seed))
              if k in by_key]
     run = Replay(STRATEGIES_DESIGN[0].name, workers, seed)
     alive, done_epochs, rung_end, now = order, {p.key: 0 for p in order}, 1, 0.0
@@ -407,8 +416,8 @@ def summarize(runs: list[Replay], points: list[Point]) -> list[dict[str, Any]]:
             "chosen_test_gap_median": (statistics.median(tests) / best.test - 1) if tests else None,
             "chosen_test_gap_worst": (min(tests) / best.test - 1) if tests else None,
         }
-        for goal, target in goals.items():
-            suffix = "" if goal == "within_1pct" else "_noise"
+        for goal, suffix, _ in TARGETS:
+            target = goals[goal]
             row[f"time_to_target{suffix}_s"] = quantiles([time_to(r, target) for r in group])
             row[f"reached{suffix}"] = sum(r.time_to(target) is not None for r in group)
             row[f"chosen_below_target{suffix}"] = sum(c is None or c[1] < target for c in chosen)
@@ -435,12 +444,12 @@ def verdict(rows: list[dict[str, Any]], points: list[Point], costs: Costs) -> di
     out: dict[str, Any] = {"recbole_returns_below_target": f"{recbole['chosen_below_target']}/{recbole['seeds']}",
                            "recbole_returns_below_noise_target":
                                f"{recbole['chosen_below_target_noise']}/{recbole['seeds']}"}
-    for suffix in ("", "_noise"):
+    for goal, suffix, verdict_key in TARGETS:
         key = f"time_to_target{suffix}_s"
         winner = min(candidates, key=lambda r: (r[key]["median"], r["wall_s"]["median"]))
         ours, theirs = winner[key]["median"], recbole[key]["median"]
-        oracle = oracle_seconds(points, goals["within_noise" if suffix else "within_1pct"], costs.serial)
-        out[f"target{suffix or '_1pct'}"] = {
+        oracle = oracle_seconds(points, goals[goal], costs.serial)
+        out[verdict_key] = {
             "winner": winner["strategy"], "winner_command": winner["command"],
             "winner_reached": f"{winner[f'reached{suffix}']}/{winner['seeds']}",
             "winner_median_s": ours, "recbole_median_s": theirs,
@@ -608,7 +617,7 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
         grid_file = Path(tmp) / "grid8.test"
         grid_file.write_text(CHECK_GRID)
         grid_space = parse_space_file(grid_file)
-        in_grid = {tuple(sorted(grid_space.to_config_values(p).items())) for p in grid_space.grid()}
+        in_grid = {params_key(grid_space.to_config_values(p)) for p in grid_space.grid()}
         cases = [("plain 8-point grid, 1 worker", grid_file, grid_space, [p for p in capped if p.key in in_grid],
                   Strategy("grid", "grid"), 1),
                  ("Hyperband, 2 workers", SPACE, parse_space_file(SPACE), capped,
@@ -655,8 +664,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| target | valid MRR@10 | fastest at 2 workers | reached | its time (min) | RecBole's (min) "
               "| speed-up | oracle (min) | the most any strategy could reach |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for name, goal in (("1 % below the best", "within_1pct"), ("one noise floor below", "within_noise")):
-        v = result["verdict"]["target_1pct" if goal == "within_1pct" else "target_noise"]
+    for name, (goal, _, verdict_key) in zip(("1 % below the best", "one noise floor below"), TARGETS, strict=True):
+        v = result["verdict"][verdict_key]
         lines.append(f"| {name} | {result['targets_valid'][goal]:.4f} | {v['winner']} | {v['winner_reached']} | "
                      f"{v['winner_median_s'] / 60:.0f} | {v['recbole_median_s'] / 60:.0f} | "
                      f"{v['speedup_vs_recbole']:.2f}x | {v['oracle_s'] / 60:.0f} | {v['bound_speedup']:.1f}x |")

@@ -252,8 +252,8 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
     if request.pruner == "none":
         pruner = budget_pruner(request.algo, request.tool)
         share = pruned_epoch_fraction(pruner, int(request.base["epochs"]))
-        pruned = replace(e, epochs_per_trial=e.epochs_per_trial * share)
         if share < 1:
+            pruned = replace(e, epochs_per_trial=e.epochs_per_trial * share)
             lines.append(f"  - --budget 2h: {pruner} pruning over epochs (weak trials stop after a few), the "
                          f"best config found within 2 h; all of it with {pruner}: ~"
                          f"{format_duration(pruned.study_seconds)} (the learning-curve table's share of epochs)")
