@@ -566,8 +566,12 @@ def measure() -> dict[str, Any]:
 
 # --- the replay against the real tool -----------------------------------------------------------------
 
-# An 8-point grid of the table's space (the "plain 8-point grid" real study).
+# The two real studies' spaces, both sub-grids of the table's: the plain 8-point grid, and an 18-point grid
+# (three learning rates x every dropout) for Hyperband; each is a full cross product, so the replay of a
+# study on it has every point's curve.
 CHECK_GRID = "learning_rate choice [0.005, 0.001]\ndropout_prob choice [0.0, 0.1, 0.2, 0.3]\n"
+CHECK_HYPERBAND_GRID = ("learning_rate choice [0.005, 0.001, 0.0001]\n"
+                        "dropout_prob choice [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]\n")
 
 
 def truncated(points: list[Point], epochs: int) -> list[Point]:
@@ -605,7 +609,7 @@ def real_study(space_file: Path, workers: int, epochs: int, pruner: str, seed: i
 
 def check(epochs: int, seed: int) -> dict[str, Any]:
     """Two real studies against their replays on this machine, costs measured first in the same session:
-    a plain 8-point grid on one worker, and Hyperband over the whole space on two workers."""
+    a plain 8-point grid on one worker, and Hyperband over an 18-point grid on two workers."""
     import tempfile
 
     costs_data = measure()
@@ -614,15 +618,17 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
     capped = truncated(points, epochs)
     studies = []
     with tempfile.TemporaryDirectory() as tmp:
-        grid_file = Path(tmp) / "grid8.test"
-        grid_file.write_text(CHECK_GRID)
-        grid_space = parse_space_file(grid_file)
-        in_grid = {params_key(grid_space.to_config_values(p)) for p in grid_space.grid()}
-        cases = [("plain 8-point grid, 1 worker", grid_file, grid_space, [p for p in capped if p.key in in_grid],
-                  Strategy("grid", "grid"), 1),
-                 ("Hyperband, 2 workers", SPACE, parse_space_file(SPACE), capped,
+        cases = [("plain 8-point grid, 1 worker", CHECK_GRID, Strategy("grid", "grid"), 1),
+                 ("Hyperband over 18 points, 2 workers", CHECK_HYPERBAND_GRID,
                   Strategy("Hyperband", "grid", "hyperband"), 2)]
-        for name, space_file, space, subset, strategy, workers in cases:
+        for name, text, strategy, workers in cases:
+            space_file = Path(tmp) / f"{strategy.name.lower()}.test"
+            space_file.write_text(text)
+            space = parse_space_file(space_file)
+            in_grid = {params_key(space.to_config_values(p)) for p in space.grid()}
+            subset = [p for p in capped if p.key in in_grid]
+            if len(subset) != len(in_grid):
+                raise SystemExit(f"{name}: the table has {len(subset)} of its {len(in_grid)} points")
             work = Path(tmp) / name.split(",")[0].replace(" ", "-")
             work.mkdir()
             predicted = replay_tool(subset, space, strategy, workers, seed, costs.for_workers(workers), epochs)

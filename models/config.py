@@ -79,10 +79,24 @@ def parse_value(text: str) -> Any:
         return text
 
 
+# parsed YAML files by (path, mtime, size): a study builds a config per trial from the same few files,
+# and parsing them was ~1 s of every toy study's start-up
+_YAML_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's mapping (a fresh copy: callers may change it)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _YAML_CACHE:
+        _YAML_CACHE[key] = _parse_yaml(path)
+    return copy.deepcopy(_YAML_CACHE[key])
+
+
+def _parse_yaml(path: Path) -> dict[str, Any]:
     try:
         content = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

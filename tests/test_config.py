@@ -66,3 +66,24 @@ def test_parse_value_never_evaluates_code() -> None:
     assert parse_value("true") is True and parse_value("None") is None
     assert parse_value("CE") == "CE"
     assert parse_value("__import__('os').system('echo pwned')") == "__import__('os').system('echo pwned')"
+
+
+def test_a_config_file_is_read_again_when_it_changes_and_callers_get_their_own_copy(tmp_path: Path) -> None:
+    """read_yaml keeps parsed files by path, mtime and size: an edited file is parsed again, and a
+    caller that changes what it got does not change what the next caller gets."""
+    import os
+
+    from models.config import read_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text("hidden_size: 32\nmetrics: [MRR]\n")
+    first = read_yaml(path)
+    first["metrics"].append("NDCG")
+    assert read_yaml(path) == {"hidden_size": 32, "metrics": ["MRR"]}
+    stat = path.stat()
+    path.write_text("hidden_size: 64\nmetrics: [MRR]\n")  # same size: the mtime tells them apart
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert build_config("GRU4Rec", "ml-100k", [path])["hidden_size"] == 64
+    path.write_text("hidden_size: [\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
+        read_yaml(path)

@@ -149,3 +149,16 @@ def test_rung_synchronous_halving_gives_every_point_its_first_rung_first() -> No
         assert min(t for t, *_ in run.finished) >= first_rung - 1e-9  # nothing finishes before the barrier
     serial = replay.replay_rung_synchronous(points, space, 1, 0, COST)
     assert serial.epochs < sum(len(p.valid) for p in points)  # it prunes
+
+
+def test_the_checks_real_studies_run_on_points_the_table_has() -> None:
+    """Both real studies of `replay.py check` are sub-grids of the table's space, and the table
+    (bench/results/learning_curves_gru4rec.json, as far as it is built) has every point of each."""
+    points, _ = replay.load_table()
+    have = {p.key for p in points}
+    full = parse_space_text(replay.SPACE.read_text(), replay.SPACE.name)
+    in_full = {replay.params_key(full.to_config_values(p)) for p in full.grid()}
+    for text, size in ((replay.CHECK_GRID, 8), (replay.CHECK_HYPERBAND_GRID, 18)):
+        space = parse_space_text(text, "check.test")
+        keys = {replay.params_key(space.to_config_values(p)) for p in space.grid()}
+        assert len(keys) == size and keys <= in_full and keys <= have
