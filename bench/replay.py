@@ -678,6 +678,109 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def table_findings(points: list[Point]) -> str:
+    """docs/tuning.md's reading of the table: trial lengths, the best point's curve, valid against test,
+    and the metric's noise floor."""
+    best, goals = grid_best(points), targets(points)
+    lengths = [len(p.valid) for p in points]
+    peak = best.valid.index(best.best_valid)
+    early = min(11, len(best.valid) - 1)  # epoch 11 (from 0): where a pruner's later rungs look
+    ahead_early = sum(len(p.valid) > early and p.valid[early] > best.valid[early] for p in points)
+    floor = best.best_valid - goals["within_noise"]
+    better_test = [p.test for p in points if p.test > best.test]
+    return "\n".join([
+        f"- **Trial length.** Trials run {min(lengths)} to {max(lengths)} epochs, mean "
+        f"{statistics.mean(lengths):.1f}; {sum(n >= 50 for n in lengths)} of {len(points)} hit the 50-epoch cap.",
+        f"- **The best valid point is a late, lone peak.** {_point(best)} reaches {best.best_valid:.4f} at epoch "
+        f"{peak} (epochs from 0, as RecBole) of {len(best.valid)}. At epoch {early} it was {best.valid[early]:.4f}, "
+        f"below {ahead_early} other point(s). {sum(p.best_valid >= goals['within_1pct'] for p in points)} point(s) of "
+        f"{len(points)} are within 1 % of it; {sum(p.best_valid >= goals['within_noise'] for p in points)} are "
+        "within one noise floor (below).",
+        f"- **Valid and test disagree.** The valid-best point's test MRR@10 ({best.test:.4f}) is below "
+        f"{len(better_test)} other points' (up to {max(better_test, default=best.test):.4f}).",
+        f"- **The noise floor.** Valid MRR@10 is a mean over {VALID_USERS} users, and a user's reciprocal rank is "
+        "0 without a hit. By Cauchy-Schwarz, E[RR^2] >= E[RR]^2 / P(hit), so the standard error of the best "
+        f"point's valid MRR@10 is at least {floor:.4f} ({floor / best.best_valid:.1%} of it; its Hit@10 is "
+        f"{best.best_valid_hit:.4f}). The issue's 1 % target is {best.best_valid * WITHIN / floor:.2f} of that "
+        "standard error: it asks a strategy to find one point that differs from others by less than the "
+        "metric's own sampling noise."])
+
+
+def _point(point: Point) -> str:
+    return f"lr {point.params['learning_rate']}, dropout {point.params['dropout_prob']}"
+
+
+def verdict_findings(result: dict[str, Any], points: list[Point]) -> str:
+    """docs/tuning.md's reading of the replay ("What it says"), every number from ``result``."""
+    rows = {(r["strategy"], r["workers"]): r for r in result["rows"]}
+    costs, v1, vn = result["costs"], result["verdict"]["target_1pct"], result["verdict"]["target_noise"]
+    design = STRATEGIES_DESIGN[0].name
+    best = grid_best(points)
+
+    def minutes(seconds: float) -> str:
+        return "never" if math.isinf(seconds) else f"{seconds / 60:.0f} min"
+
+    def at(name: str, workers: int, key: str) -> float:
+        return rows[(name, workers)][key]["median"]
+
+    def reached(name: str, suffix: str = "") -> str:
+        row = rows[(name, 2)]
+        return f"{row[f'reached{suffix}']}/{row['seeds']}"
+
+    pruners = [s.name for s in STRATEGIES if s.pruner != "none"]
+    ours = [s.name for s in STRATEGIES if not s.recbole]
+    by_noise = sorted((at(n, 2, "time_to_target_noise_s"), n) for n in ours)
+    finite = [f"{n} {minutes(t)}" for t, n in by_noise if math.isfinite(t)]
+    epoch_ratio = costs["recbole"]["train"] / costs["serial"]["train"]
+    second_worker = 2 * costs["serial"]["train"] / costs["parallel"]["train"]
+    pruned_tests = [rows[(n, 2)]["chosen_test_mrr"]["median"] for n in pruners]
+    halving8 = at("successive halving", 8, "time_to_target_noise_s")
+    oracle_share = 20 * v1["oracle_s"] / v1["recbole_median_s"]
+    items = [
+        f"1. **The issue's line (<= 1/20 of RecBole's time, 2 workers, 1 % target) does not hold, and on this "
+        f"table only an oracle could make it hold.** The oracle trains a qualifying point first and alone and "
+        f"finishes it in {minutes(v1['oracle_s'])}; RecBole's median is {minutes(v1['recbole_median_s'])}, so "
+        f"{v1['bound_speedup']:.1f}x is the most any strategy could reach at these costs. To reach 20x, a strategy "
+        f"would have to come within {1 / oracle_share - 1:.0%} of the oracle: train that point first and almost "
+        f"nothing else, which is guessing, not search. The best built strategy at 2 workers is {v1['winner']} "
+        f"({minutes(v1['winner_median_s'])}, {v1['speedup_vs_recbole']:.2f}x, reached in {v1['winner_reached']} "
+        "orders). The pruners reach the 1 % target in "
+        + ", ".join(f"{reached(n)} ({n})" for n in pruners) + " orders: they stop the late peak early.",
+        f"2. **The 20x arithmetic assumed factors this machine does not have.** Our epoch is {epoch_ratio:.1f}x "
+        f"faster than RecBole's, as assumed. The second worker is {second_worker:.2f}x, not 1.5x: on 2 cores, two "
+        f"1-thread workers each train an epoch in {costs['parallel']['train']:.1f} s against "
+        f"{costs['serial']['train']:.1f} s for one 2-thread worker. The strategy factor is bounded by the table: "
+        f"the target is {_point(best)}, whose peak comes at epoch {best.valid.index(best.best_valid)}.",
+        "3. **At the noise floor, multi-fidelity wins.** Median time at 2 workers: " + ", ".join(finite)
+        + f", against RecBole's {minutes(vn['recbole_median_s'])} ({vn['winner']}: {vn['speedup_vs_recbole']:.2f}x; "
+        f"the oracle bound there is {vn['bound_speedup']:.1f}x). Successive halving trains "
+        f"{rows[('successive halving', 2)]['epochs']:.0f} epochs where the grid trains "
+        f"{rows[('grid', 2)]['epochs']:.0f}.",
+        f"4. **The chosen config.** The pruning strategies return configs whose test MRR@10 (median "
+        f"{statistics.median(pruned_tests):.4f}) is at or above the grid best's ({best.test:.4f}): within "
+        "RecBole's seed spread or above, as the issue asks. The valid-best point is a valid-noise winner.",
+        f"5. **RecBole's early stop** returns a config more than 1 % below the grid's best in "
+        f"{result['verdict']['recbole_returns_below_target']} orders, and below the noise floor in "
+        f"{result['verdict']['recbole_returns_below_noise_target']}.",
+        f"6. **Workers.** On this 2-core machine a second worker adds little ({second_worker:.2f}x throughput) and "
+        f"lengthens each trial. At 8 workers on an 8-core machine, successive halving reaches the noise floor in "
+        f"{minutes(halving8)} ({vn['recbole_median_s'] / halving8:.1f}x RecBole's serial run) and the grid in "
+        f"{minutes(at('grid', 8, 'time_to_target_noise_s'))}.",
+        f"7. **TPE** does not help on a 30-point grid of two choices: it reaches the noise floor in "
+        f"{minutes(at('TPE', 2, 'time_to_target_noise_s'))} at 2 workers, against the plain grid's "
+        f"{minutes(at('grid', 2, 'time_to_target_noise_s'))}; TPE + Hyperband "
+        f"{minutes(at('TPE + Hyperband', 2, 'time_to_target_noise_s'))}.",
+        f"8. **Rung-synchronous halving** (every point's first epoch before any trial goes on; not built): the "
+        f"whole study takes {minutes(rows[(design, 2)]['wall_s']['median'])} at 2 workers and chooses a config with "
+        f"test MRR@10 {rows[(design, 2)]['chosen_test_mrr']['median']:.4f}. It reaches the 1 % target in "
+        f"{reached(design)} orders and the noise floor in {reached(design, '_noise')} "
+        f"({minutes(at(design, 2, 'time_to_target_noise_s'))}): its barrier screens every point on its first "
+        "epochs, where the late-peaking best looks weak. It is the shape a short budget needs (every point "
+        "screened before any goes deep)."]
+    return "\n".join(items)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["measure", "run", "check", "table"])
@@ -696,7 +799,10 @@ def main() -> None:
         check(args.epochs, args.check_seed)
         return
     if args.action == "table":
-        print(markdown(json.loads(OUT.read_text())))
+        result = json.loads(OUT.read_text())
+        points, _ = load_table()
+        print(f"{markdown(result)}\n\nThe table:\n\n{table_findings(points)}\n\nWhat it says:\n\n"
+              f"{verdict_findings(result, points)}")
         return
     points, table = load_table()
     if table["points_done"] < table["points_total"] and not args.partial:

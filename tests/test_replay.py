@@ -162,3 +162,24 @@ def test_the_checks_real_studies_run_on_points_the_table_has() -> None:
         space = parse_space_text(text, "check.test")
         keys = {replay.params_key(space.to_config_values(p)) for p in space.grid()}
         assert len(keys) == size and keys <= in_full and keys <= have
+
+
+def test_the_docs_reading_of_the_replay_is_its_numbers() -> None:
+    """docs/tuning.md's prose on the table and the verdict is printed by `replay.py table` from
+    replay.json and the table, so no number in it goes stale when the table grows."""
+    from dataclasses import asdict, replace
+
+    points = [replace(p, best_valid_hit=0.2) for p in table()]
+    costs = replay.Costs(COST, replay.TrialCost(train=17.0, valid=1.5, setup=2.0),
+                         replay.TrialCost(train=30.0, valid=2.0, setup=3.0))
+    rows = replay.summarize(replay.replay_all(points, costs, [0, 1], [2, 8]), points)
+    result = {"rows": rows, "verdict": replay.verdict(rows, points, costs),
+              "costs": {k: asdict(getattr(costs, k)) for k in ("serial", "parallel", "recbole")}}
+    said = replay.verdict_findings(result, points)
+    first, noise = result["verdict"]["target_1pct"], result["verdict"]["target_noise"]
+    assert said.count("\n") == 7 and said.startswith("1. ") and "\n8. " in said
+    for number in (f"{first['bound_speedup']:.1f}x", f"{noise['speedup_vs_recbole']:.2f}x", "1.18x throughput",
+                   f"{first['oracle_s'] / 60:.0f} min"):
+        assert number in said
+    facts = replay.table_findings(points)
+    assert "Trials run 4 to 13 epochs" in facts and "lr 0.01, dropout 0.2 reaches 0.0500" in facts
