@@ -3,8 +3,8 @@ good as the grid's best soonest, with how many workers, against RecBole's exhaus
 
     python bench/replay.py measure             # per-epoch costs on this machine (quiet machine: ~4 min)
     python bench/replay.py run [--seeds 20]    # bench/results/replay.json, docs/img/replay_anytime.png
-    python bench/replay.py table               # docs/tuning.md's tables from replay.json
-    python bench/replay.py check [--epochs 5]  # two real studies against their replays (quiet machine: ~1 h)
+    python bench/replay.py table               # docs/tuning.md's tables and their reading, from replay.json
+    python bench/replay.py check [--epochs 3]  # two real studies against their replays (quiet machine: ~36 min)
 
 The table (bench/learning_curves.py) holds, for every point of the seed's GRU4Rec learning_rate x
 dropout_prob grid, the valid MRR@10 of every epoch up to RecBole's early stop and the test MRR@10 of
@@ -70,6 +70,11 @@ class Point:
     @property
     def key(self) -> tuple:
         return params_key(self.params)
+
+    @property
+    def peak_epoch(self) -> int:
+        """The epoch (from 0, as RecBole) of its best valid MRR@10."""
+        return self.valid.index(self.best_valid)
 
 
 def params_key(params: dict[str, Any]) -> tuple:
@@ -678,13 +683,11 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
 def table_findings(points: list[Point]) -> str:
     """docs/tuning.md's reading of the table: trial lengths, the best point's curve, valid against test,
     and the metric's noise floor."""
     best, goals = grid_best(points), targets(points)
     lengths = [len(p.valid) for p in points]
-    peak = best.valid.index(best.best_valid)
     early = min(11, len(best.valid) - 1)  # epoch 11 (from 0): where a pruner's later rungs look
     ahead_early = sum(len(p.valid) > early and p.valid[early] > best.valid[early] for p in points)
     floor = best.best_valid - goals["within_noise"]
@@ -693,10 +696,10 @@ def table_findings(points: list[Point]) -> str:
         f"- **Trial length.** Trials run {min(lengths)} to {max(lengths)} epochs, mean "
         f"{statistics.mean(lengths):.1f}; {sum(n >= 50 for n in lengths)} of {len(points)} hit the 50-epoch cap.",
         f"- **The best valid point is a late, lone peak.** {_point(best)} reaches {best.best_valid:.4f} at epoch "
-        f"{peak} (epochs from 0, as RecBole) of {len(best.valid)}. At epoch {early} it was {best.valid[early]:.4f}, "
-        f"below {ahead_early} other point(s). {sum(p.best_valid >= goals['within_1pct'] for p in points)} point(s) of "
-        f"{len(points)} are within 1 % of it; {sum(p.best_valid >= goals['within_noise'] for p in points)} are "
-        "within one noise floor (below).",
+        f"{best.peak_epoch} (epochs from 0, as RecBole) of {len(best.valid)}. At epoch {early} it was "
+        f"{best.valid[early]:.4f}, below {ahead_early} other point(s). "
+        f"{sum(p.best_valid >= goals['within_1pct'] for p in points)} point(s) of {len(points)} are within 1 % of "
+        f"it; {sum(p.best_valid >= goals['within_noise'] for p in points)} are within one noise floor (below).",
         f"- **Valid and test disagree.** The valid-best point's test MRR@10 ({best.test:.4f}) is below "
         f"{len(better_test)} other points' (up to {max(better_test, default=best.test):.4f}).",
         f"- **The noise floor.** Valid MRR@10 is a mean over {VALID_USERS} users, and a user's reciprocal rank is "
@@ -751,7 +754,7 @@ def verdict_findings(result: dict[str, Any], points: list[Point]) -> str:
         f"faster than RecBole's, as assumed. The second worker is {second_worker:.2f}x, not 1.5x: on 2 cores, two "
         f"1-thread workers each train an epoch in {costs['parallel']['train']:.1f} s against "
         f"{costs['serial']['train']:.1f} s for one 2-thread worker. The strategy factor is bounded by the table: "
-        f"the target is {_point(best)}, whose peak comes at epoch {best.valid.index(best.best_valid)}.",
+        f"the target is {_point(best)}, whose peak comes at epoch {best.peak_epoch}.",
         "3. **At the noise floor, multi-fidelity wins.** Median time at 2 workers: " + ", ".join(finite)
         + f", against RecBole's {minutes(vn['recbole_median_s'])} ({vn['winner']}: {vn['speedup_vs_recbole']:.2f}x; "
         f"the oracle bound there is {vn['bound_speedup']:.1f}x). Successive halving trains "
@@ -784,7 +787,7 @@ def verdict_findings(result: dict[str, Any], points: list[Point]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["measure", "run", "check", "table"])
-    parser.add_argument("--epochs", type=int, default=5, help="check: the real studies' epochs cap")
+    parser.add_argument("--epochs", type=int, default=3, help="check: the real studies' epochs cap")
     parser.add_argument("--check-seed", type=int, default=0, help="check: grid order and sampler seed")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
