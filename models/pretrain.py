@@ -36,6 +36,7 @@ import torch
 from models.config import Config
 from models.data.datasets import cache_root
 from models.data.samples import SequentialData
+from models.fit_state import capture_rng, code_digest, restore_rng
 from models.trainer import (
     EpochCallback,
     EpochCost,
@@ -72,21 +73,6 @@ def data_digest(data: SequentialData) -> str:
     return digest.hexdigest()
 
 
-def code_digest(model: Any) -> str:
-    """The source of the model's module and of the layers it is built from: an edit retrains."""
-    import inspect
-
-    import models.nn.dropout
-    import models.nn.transformer
-
-    digest = hashlib.sha256()
-    for module in (inspect.getmodule(type(model)), models.nn.transformer, models.nn.dropout):
-        source = inspect.getsourcefile(module) if module is not None else None
-        if source:
-            digest.update(Path(source).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def cache_key(model: Any, config: Config, data: SequentialData) -> tuple[str, dict[str, Any]]:
     pre = pretrain_config(config)
     params = {
@@ -113,29 +99,6 @@ def cache_key(model: Any, config: Config, data: SequentialData) -> tuple[str, di
 def cache_dir(model: Any, config: Config, data: SequentialData) -> tuple[Path, dict[str, Any]]:
     key, params = cache_key(model, config, data)
     return cache_root() / config.model.lower() / f"{data.name}-{key}", params
-
-
-# -- RNG state: what an uninterrupted run would carry from one epoch into the next -----------------
-def capture_rng(trainer: Trainer) -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "python": torch.tensor(internal, dtype=torch.int64),
-        "python_version": version,
-        "python_gauss": gauss,
-        "torch": torch.get_rng_state(),
-        "shuffle": trainer.shuffler.generator.get_state(),
-    }
-    if trainer.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any], trainer: Trainer) -> None:
-    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
-    torch.set_rng_state(state["torch"])
-    trainer.shuffler.generator.set_state(state["shuffle"])
-    if "cuda" in state and trainer.device.type == "cuda":
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -261,11 +224,12 @@ def finetune_model(model: Any, state: dict[str, torch.Tensor], data: SequentialD
 
 
 def finetune_after_pretraining(model: Any, data: SequentialData, callback: EpochCallback | None,
-                               checkpoint_path: Path | None) -> TrainResult:
-    """``train_stage: auto``: pretrained (or cached) weights, then RecBole's finetune run on them."""
+                               checkpoint_path: Path | None, resume_dir: Path | None = None) -> TrainResult:
+    """``train_stage: auto``: pretrained (or cached) weights, then RecBole's finetune run on them (which
+    continues from ``resume_dir`` as any fit: the pretraining settings are part of its fingerprint)."""
     config = model.config
     state, info = pretrained_state(model, config, data)
-    result = Trainer(config, finetune_model(model, state, data), data).fit(callback, checkpoint_path)
+    result = Trainer(config, finetune_model(model, state, data), data).fit(callback, checkpoint_path, resume_dir)
     result.pretrain = info
     return result
 

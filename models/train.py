@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config_files", nargs="*", default=[], help="YAML files, space separated")
     parser.add_argument("--checkpoint", default=None, help="write the best weights here (.pth)")
     parser.add_argument("--result_json", default=None, help="write the full result (history included) as JSON")
+    parser.add_argument("--resume_dir", default=None,
+                        help="keep the fit's state here after every epoch; the same command after a stop "
+                             "(Ctrl-C, a killed job) continues from the last finished epoch, exactly")
     parser.add_argument("--quiet", action="store_true", help="print only the final result lines")
     return parser
 
@@ -46,11 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.quiet:
             return
         line = f"epoch {report.epoch:3d}  train loss {report.train_loss:.4f}  ({report.train_seconds:.1f}s)"
+        line += "  (restored)" if report.restored else ""
         if report.valid_score is not None:
             line += f"  valid {config['valid_metric']} {report.valid_score:.4f}" + ("  *" if report.improved else "")
         print(line, flush=True)
 
-    result = train(config, data, callback=on_epoch, checkpoint_path=args.checkpoint)
+    result = train(config, data, callback=on_epoch, checkpoint_path=args.checkpoint, resume_dir=args.resume_dir)
     print(f"best valid : {format_result(result.best_valid_result)}")
     print(f"test result: {format_result(result.test_result)}")
     if args.result_json:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models import fit_state
 from models.base import SequentialRecommender
 from models.config import Config
 from models.data.samples import Batch, SampleSet, SequentialData
@@ -46,6 +47,7 @@ class EpochReport:
     best_valid_score: float
     best_epoch: int
     improved: bool
+    restored: bool = False  # an epoch of an earlier, stopped fit that this one continues (models.fit_state)
 
 
 @dataclass
@@ -65,6 +67,8 @@ class TrainResult:
     checkpoint: str | None = None
     data_summary: dict[str, int] = field(default_factory=dict)
     pretrain: dict[str, Any] = field(default_factory=dict)  # models with a pretraining stage (S3Rec)
+    resumed_epochs: int = 0  # epochs continued from a saved state rather than trained here
+    resume_state: str | None = None  # the state this fit left to continue from (stopped by its callback)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,69 +230,94 @@ class Trainer:
         return accumulator.result()
 
     # -- the loop --------------------------------------------------------------------------
-    def fit(self, callback: EpochCallback | None = None, checkpoint_path: Path | None = None) -> TrainResult:
+    def fit(self, callback: EpochCallback | None = None, checkpoint_path: Path | None = None,
+            resume_dir: Path | None = None) -> TrainResult:
+        """Train to early stop (or ``epochs``, or until ``callback`` returns True), then test the best weights.
+
+        ``resume_dir``: keep the fit's state there after every epoch and continue a state of this same
+        computation found there (``models.fit_state``): its epochs go to ``callback`` first, marked
+        ``restored``, and training goes on from the next one. The state is removed when the fit ends on
+        its own and kept (``resume_state``) when the callback stopped it."""
         cfg = self.config
-        best_score = -math.inf if self.bigger else math.inf
-        best_result: dict[str, float] | None = None
+        loop: dict[str, Any] = {"next_epoch": 0, "best_score": -math.inf if self.bigger else math.inf,
+                                "best_result": None, "best_epoch": -1, "bad_evals": 0, "history": [],
+                                "train_seconds": 0.0, "eval_seconds": 0.0}
         best_state: dict[str, torch.Tensor] | None = None
-        best_epoch, bad_evals = -1, 0
         stopped_early = stopped_by_callback = False
-        history: list[dict[str, Any]] = []
-        train_seconds = eval_seconds = 0.0
+        state_path = fit_state.state_path(resume_dir, cfg, self.data, self.model) if resume_dir else None
+        saved = fit_state.load(state_path) if state_path is not None else None
+        if saved is not None and saved["loop"]["next_epoch"] <= cfg["epochs"]:  # else past this fit's end
+            loop = fit_state.restore(saved, self)
+            best_state = loop.pop("best_state")
+            for entry in loop["history"]:  # the callback hears every epoch once, in order
+                if callback is not None and callback(EpochReport(**{**entry, "restored": True})):
+                    stopped_by_callback = True  # it already ran past here: it stops after them
+            stopped_early = loop["bad_evals"] > cfg["stopping_step"]
+        resumed_epochs = loop["next_epoch"]
         eval_step = cfg["eval_step"]
-        epoch = -1
-        for epoch in range(cfg["epochs"]):
+        epochs = range(loop["next_epoch"], cfg["epochs"]) if not (stopped_by_callback or stopped_early) else ()
+        for epoch in epochs:
             tic = time.perf_counter()
             loss = self.train_epoch(epoch)
             train_time = time.perf_counter() - tic
-            train_seconds += train_time
+            loop["train_seconds"] += train_time
             valid_result, valid_score, valid_time, improved = None, None, 0.0, False
             if eval_step > 0 and (epoch + 1) % eval_step == 0 and len(self.data.valid):
                 tic = time.perf_counter()
                 valid_result = self.evaluate(self.data.valid)
                 valid_time = time.perf_counter() - tic
-                eval_seconds += valid_time
+                loop["eval_seconds"] += valid_time
                 valid_score = valid_result[self.valid_key]
                 # RecBole's early_stopping: ties count as improvements
+                best_score = loop["best_score"]
                 improved = valid_score >= best_score if self.bigger else valid_score <= best_score
                 if improved:
-                    best_score, best_result, best_epoch, bad_evals = valid_score, valid_result, epoch, 0
+                    loop.update(best_score=valid_score, best_result=valid_result, best_epoch=epoch, bad_evals=0)
                     best_state = copy.deepcopy(self.model.state_dict())
                 else:
-                    bad_evals += 1
+                    loop["bad_evals"] += 1
             elif eval_step <= 0 or not len(self.data.valid):  # RecBole keeps the last epoch
-                best_state, best_epoch, improved = copy.deepcopy(self.model.state_dict()), epoch, True
+                best_state, improved = copy.deepcopy(self.model.state_dict()), True
+                loop["best_epoch"] = epoch
             report = EpochReport(epoch, loss, train_time, valid_result, valid_score, valid_time,
-                                 best_score, best_epoch, improved)
-            history.append(asdict(report))
+                                 loop["best_score"], loop["best_epoch"], improved)
+            loop["history"].append(asdict(report))
+            loop["next_epoch"] = epoch + 1
+            if state_path is not None:  # before the callback: a stop there continues from here
+                fit_state.save(state_path, self, loop, best_state)
             if callback is not None and callback(report):
                 stopped_by_callback = True
                 break
-            if bad_evals > cfg["stopping_step"]:
+            if loop["bad_evals"] > cfg["stopping_step"]:
                 stopped_early = True
                 break
+        if state_path is not None and not stopped_by_callback:
+            state_path.unlink(missing_ok=True)  # finished: nothing to continue
         if best_state is not None:
             self.model.load_state_dict(best_state)
         if checkpoint_path is not None and best_state is not None:
-            save_checkpoint(checkpoint_path, self.model, cfg, best_epoch)
+            save_checkpoint(checkpoint_path, self.model, cfg, loop["best_epoch"])
         tic = time.perf_counter()
         test_result = self.evaluate(self.data.test)
-        eval_seconds += time.perf_counter() - tic
+        loop["eval_seconds"] += time.perf_counter() - tic
+        best_result = loop["best_result"]
         return TrainResult(
             model=cfg.model,
-            best_valid_score=best_score if best_result is not None else float("nan"),
+            best_valid_score=loop["best_score"] if best_result is not None else float("nan"),
             valid_score_bigger=self.bigger,
             best_valid_result=best_result or {},
             test_result=test_result,
-            best_epoch=best_epoch,
-            epochs_run=epoch + 1,
+            best_epoch=loop["best_epoch"],
+            epochs_run=loop["next_epoch"],
             stopped_early=stopped_early,
             stopped_by_callback=stopped_by_callback,
-            history=history,
-            train_seconds=train_seconds,
-            eval_seconds=eval_seconds,
+            history=loop["history"],
+            train_seconds=loop["train_seconds"],
+            eval_seconds=loop["eval_seconds"],
             checkpoint=str(checkpoint_path) if checkpoint_path is not None and best_state is not None else None,
             data_summary=self.data.summary(),
+            resumed_epochs=resumed_epochs,
+            resume_state=str(state_path) if state_path is not None and stopped_by_callback else None,
         )
 
 
@@ -352,11 +381,14 @@ def train(
     data: SequentialData | None = None,
     callback: EpochCallback | None = None,
     checkpoint_path: str | Path | None = None,
+    resume_dir: str | Path | None = None,
 ) -> TrainResult:
-    """The library's one entry point: train a config, reporting each epoch, and return the result."""
+    """The library's one entry point: train a config, reporting each epoch, and return the result.
+    ``resume_dir``: continue a stopped fit of the same computation, and keep this one's state (``Trainer.fit``)."""
     data, model = prepare(config, data)
     checkpoint = Path(checkpoint_path) if checkpoint_path else None
+    resume = Path(resume_dir) if resume_dir else None
     staged_fit = getattr(model, "staged_fit", None)  # a model with stages of its own (S3Rec's pretraining)
     if staged_fit is not None:
-        return staged_fit(data, callback, checkpoint)
-    return Trainer(config, model, data).fit(callback, checkpoint)
+        return staged_fit(data, callback, checkpoint, resume)
+    return Trainer(config, model, data).fit(callback, checkpoint, resume)

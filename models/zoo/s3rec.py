@@ -294,7 +294,7 @@ class S3Rec(SequentialRecommender):
         self.stage = "finetune"
 
     def staged_fit(self, data: SequentialData, callback: EpochCallback | None = None,
-                   checkpoint_path: Path | None = None) -> TrainResult:
+                   checkpoint_path: Path | None = None, resume_dir: Path | None = None) -> TrainResult:
         """What ``models.trainer.train`` runs for S3Rec (see the module docstring)."""
         from models.pretrain import finetune_after_pretraining, pretrain_only
         from models.trainer import Trainer
@@ -303,10 +303,10 @@ class S3Rec(SequentialRecommender):
         if stage == "pretrain":
             return pretrain_only(self, data, callback)
         if stage == "finetune":
-            result = Trainer(self.config, self, data).fit(callback, checkpoint_path)
+            result = Trainer(self.config, self, data).fit(callback, checkpoint_path, resume_dir)
             result.pretrain = {"source": "pre_model_path", "path": str(self.cfg.pre_model_path)}
             return result
-        return finetune_after_pretraining(self, data, callback, checkpoint_path)
+        return finetune_after_pretraining(self, data, callback, checkpoint_path, resume_dir)
 
 
 def _read_pretrained(path: str) -> dict[str, torch.Tensor]:
