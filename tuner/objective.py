@@ -31,6 +31,10 @@ class Reporter(ABC):
     @abstractmethod
     def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool: ...
 
+    def stopped_to_continue(self) -> bool:
+        """Whether the stop asked for is a pause (the trial is queued again): its fit's state is kept."""
+        return False
+
 
 class NullReporter(Reporter):
     def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool:
@@ -47,6 +51,7 @@ class StudySpec:
     overrides: dict[str, Any] = field(default_factory=dict)  # --key=value from the command line
     checkpoint_dir: str | None = None  # each trial's best weights go to <dir>/trial-<n>.pth
     log_checkpoints: bool = False  # every trial's checkpoint to its tracking run (else only the best's)
+    resume_dir: str | None = None  # running trials keep their fit's state here: a stopped one's copy continues it
 
     def config(self, params: dict[str, Any]) -> Config:
         return build_config(self.model, self.dataset, self.config_files, {**params, **self.overrides},
@@ -98,6 +103,7 @@ def run_trial(
     reporter = reporter or NullReporter()
     tracker = tracker or NullTracker()
     tic = time.perf_counter()
+    result = None
     run: TrialRun | None = None
     try:
         config = spec.config(params)
@@ -113,7 +119,10 @@ def run_trial(
             return reporter.report(report.epoch, report.valid_score, report.valid_result or {}, report.train_loss)
 
         checkpoint = spec.checkpoint(number)
-        result = train(config, data, callback=on_epoch, checkpoint_path=checkpoint)
+        result = train(config, data, callback=on_epoch, checkpoint_path=checkpoint, resume_dir=spec.resume_dir)
+        kept = result.resume_state if reporter.stopped_to_continue() else None
+        if result.resume_state and not kept:  # pruned: it never continues
+            Path(result.resume_state).unlink(missing_ok=True)
         if not math.isfinite(result.best_valid_score):
             raise FloatingPointError("no finite validation score (diverged or no validation data)")
     except BaseException as exc:
@@ -124,7 +133,8 @@ def run_trial(
         number=number, state=TrialState.PRUNED if result.stopped_by_callback else TrialState.COMPLETE,
         params=params, valid_metric=str(config["valid_metric"]).lower(),
         best_valid_result=result.best_valid_result, test_result=result.test_result, epochs_run=result.epochs_run,
-        best_epoch=result.best_epoch, train_seconds=round(result.train_seconds, 3),
+        best_epoch=result.best_epoch, resumed_epochs=result.resumed_epochs or None, resume_state=kept,
+        train_seconds=round(result.train_seconds, 3),
         eval_seconds=round(result.eval_seconds, 3), run_id=run.run_id,
         curve=[{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_seconds": round(h["train_seconds"], 3),
                 "valid_result": h["valid_result"], "valid_seconds": round(h["valid_seconds"], 3)}

@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Optuna storage: a sqlite file (one host) or postgresql://... (many hosts)")
     ours.add_argument("--study-name", "--study_name", dest="study_name", default=None,
                       help="the same name resumes a study (default: derived from model, dataset, space, config)")
-    ours.add_argument("--pruner", choices=["none", "median", "hyperband", "halving", "asha"], default="none",
-                      help="stop unpromising trials early on the validation metric")
+    ours.add_argument("--pruner", choices=["none", "median", "hyperband", "halving", "sync-halving", "asha"],
+                      default="none",
+                      help="stop unpromising trials early on the validation metric; sync-halving (a grid, Optuna): "
+                           "every point's first epoch before any goes on, then the best third of each rung "
+                           "continue from their saved state")
     ours.add_argument("--seeds", type=int, default=0, help="re-run the top configs with N seeds: mean and std")
     ours.add_argument("--seeds-top", "--seeds_top", dest="seeds_top", type=int, default=3,
                       help="how many of the best configs --seeds re-runs (default 3)")
@@ -181,9 +184,9 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
     config_files = [str(Path(f).resolve()) for f in split_files(args.config_files)]
     base = build_config(model, args.dataset, config_files, overrides, "command line")
     local_dataset_dir(args.dataset, base.get("data_path"))  # a missing dataset stops here, not in every trial
-    spec = StudySpec(model, args.dataset, config_files, overrides,
-                     checkpoint_dir=str((Path(args.output_file).parent / "checkpoints").resolve()),
-                     log_checkpoints=args.log_checkpoints)
+    checkpoints = (Path(args.output_file).parent / "checkpoints").resolve()
+    spec = StudySpec(model, args.dataset, config_files, overrides, checkpoint_dir=str(checkpoints),
+                     log_checkpoints=args.log_checkpoints, resume_dir=str(checkpoints / "resume"))
     preflight(spec, space)
     # the data files parsed once here: a malformed row is one line naming file:line before anything is
     # written, and the prepared data is cached for every worker (a no-op when it already is)
@@ -197,6 +200,9 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
     notes = [f"warning: {w}" for w in base.warnings]
     if args.display_file:
         notes.append("warning: --display_file is not written; compare trials in MLflow or optuna-dashboard")
+    if args.pruner == "sync-halving" and algo != "grid":
+        raise SeqtuneError(f"--pruner sync-halving ranks every point of a grid at each rung; {space.source} is "
+                           f"searched with {algo}: use --pruner hyperband or halving")
     budget = parse_duration(args.budget) if args.budget is not None else None
     pruner = args.pruner if args.pruner != "none" or budget is None else budget_pruner(algo, tool)
     points = None
@@ -248,7 +254,7 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
         raise SeqtuneError("--timeout and --budget both limit the run's time: give one")
     if args.pruner == "asha" and tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
-    if tool == "ray" and args.pruner in ("median", "hyperband", "halving"):
+    if tool == "ray" and args.pruner in ("median", "hyperband", "halving", "sync-halving"):
         raise SeqtuneError(f"--pruner {args.pruner} is Optuna's; with --tool ray use --pruner asha")
 
 

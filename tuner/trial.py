@@ -31,8 +31,8 @@ class TrialState(str, enum.Enum):
 
 
 # the stored attributes of a trial, beside Optuna's own columns (one key per field below)
-_STORED = ("best_valid_result", "test_result", "epochs_run", "best_epoch", "seconds", "train_seconds",
-           "eval_seconds", "error", "run_id", "worker", "curve")
+_STORED = ("best_valid_result", "test_result", "epochs_run", "best_epoch", "resumed_epochs", "seconds", "train_seconds",
+           "eval_seconds", "error", "run_id", "worker", "curve", "reused_from", "resume_state")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrialRecord:
     test_result: dict[str, float] = field(default_factory=dict)
     epochs_run: int | None = None
     best_epoch: int | None = None
+    resumed_epochs: int | None = None  # of epochs_run, those continued from a stopped copy's saved state
     seconds: float | None = None  # the trial's wall time: config, training, evaluation, tracking
     train_seconds: float | None = None
     eval_seconds: float | None = None
@@ -53,6 +54,8 @@ class TrialRecord:
     worker: str | None = None  # host:pid of the process that ran it
     # the learning curve: per epoch {epoch, train_loss, train_seconds, valid_result, valid_seconds}
     curve: list[dict[str, Any]] | None = None
+    reused_from: int | None = None  # not trained here: the same run as this trial of the main study (seeds.py)
+    resume_state: str | None = None  # the fit's saved state, kept when the trial stopped to be continued
     started_at: float | None = None  # Unix times the trial started and ended (the storage's own columns)
     finished_at: float | None = None
 
