@@ -49,6 +49,7 @@ COSTS = ROOT / "bench" / "results" / "replay_costs.json"
 SPEED = ROOT / "bench" / "results" / "speed_gru4rec.json"
 OUT = ROOT / "bench" / "results" / "replay.json"
 PNG = ROOT / "docs" / "img" / "replay_anytime.png"
+DOC = ROOT / "docs" / "tuning.md"  # its blocks between "replay.py table" markers: `replay.py table --write`
 METRIC = "mrr@10"
 WITHIN = 0.01  # "as good as the grid's best": valid MRR@10 within 1 %
 RECBOLE_STOP = 10  # hyperopt no_progress_loss(10)
@@ -156,15 +157,13 @@ class Strategy:
     def command(self) -> str:
         if self.recbole:
             return "RecBole 1.2.1 run_hyper (exhaustive)"
-        if self in STRATEGIES_DESIGN:
-            return "not built: a design measured here"
         order = " --grid-order random" if self.algo == "grid" else ""
         pruner = f" --pruner {self.pruner}" if self.pruner != "none" else ""
         tool = " --tool ray" if self.pruner == "asha" else ""
         return f"--algo {self.algo}{order}{pruner}{tool}"
 
 
-STRATEGIES_DESIGN = [Strategy("halving, rung-synchronous (not built)", "grid", "rung-synchronous")]
+SYNCHRONOUS = "synchronous halving"
 STRATEGIES = [
     Strategy("RecBole exhaustive + early stop", "grid", recbole=True),
     Strategy("grid", "grid"),
@@ -172,6 +171,7 @@ STRATEGIES = [
     Strategy("successive halving", "grid", "halving"),
     Strategy("Hyperband", "grid", "hyperband"),
     Strategy("ASHA (Ray)", "grid", "asha"),
+    Strategy(SYNCHRONOUS, "grid", "sync-halving"),
     Strategy("random", "random"),
     Strategy("TPE", "tpe"),
     Strategy("TPE + Hyperband", "tpe", "hyperband"),
@@ -321,16 +321,16 @@ def replay_tool(points: list[Point], space: SearchSpace, strategy: Strategy, wor
 
 def replay_rung_synchronous(points: list[Point], space: SearchSpace, workers: int, seed: int, cost: TrialCost,
                             eta: int = 3) -> Replay:
-    """Not built in the tool (a design to measure): successive halving with a barrier at each rung. Every
-    point trains its first epoch before any trial goes on; the best 1/eta of each rung continue to the next
-    (1, 3, 9 epochs, then to their early stop), resuming from their checkpoint (charged one more set-up).
-    A point whose early stop comes before a rung finishes there. Jobs go to the first free worker."""
+    """``--pruner sync-halving`` (tuner/backends/optuna/rungs.py): successive halving with a barrier at each
+    rung. Every point trains its first epoch before any trial goes on; the best 1/eta of each rung continue
+    to the next (1, 3, 9 epochs, then to their early stop), continuing their saved fit (charged one more
+    set-up). A point whose early stop comes before a rung finishes there. Jobs go to the first free worker."""
     import heapq
 
     by_key = {p.key: p for p in points}
     order = [by_key[k] for k in (params_key(space.to_config_values(q)) for q in space.shuffled_grid(seed))
              if k in by_key]
-    run = Replay(STRATEGIES_DESIGN[0].name, workers, seed)
+    run = Replay(SYNCHRONOUS, workers, seed)
     alive, done_epochs, rung_end, now = order, {p.key: 0 for p in order}, 1, 0.0
     while alive:
         final = len(alive) <= eta  # the last few train to their early stop
@@ -369,9 +369,9 @@ def replay_all(points: list[Point], costs: Costs, seeds: list[int], workers_list
     for strategy in STRATEGIES[1:]:
         for workers in workers_list:
             for seed in seeds:
-                runs.append(replay_tool(points, space, strategy, workers, seed, costs.for_workers(workers)))
-    for workers in workers_list:
-        runs += [replay_rung_synchronous(points, space, workers, seed, costs.for_workers(workers)) for seed in seeds]
+                cost = costs.for_workers(workers)
+                runs.append(replay_rung_synchronous(points, space, workers, seed, cost) if strategy.name == SYNCHRONOUS
+                            else replay_tool(points, space, strategy, workers, seed, cost))
     return runs
 
 
@@ -414,7 +414,7 @@ def summarize(runs: list[Replay], points: list[Point]) -> list[dict[str, Any]]:
         tests = [c[2] for c in chosen if c is not None]
         row: dict[str, Any] = {
             "strategy": name, "workers": workers, "seeds": len(group),
-            "command": next(s.command for s in STRATEGIES + STRATEGIES_DESIGN if s.name == name),
+            "command": next(s.command for s in STRATEGIES if s.name == name),
             "wall_s": quantiles([r.wall for r in group]), "trials": statistics.median(r.trials for r in group),
             "pruned": statistics.median(r.pruned for r in group), "epochs": statistics.median(r.epochs for r in group),
             "chosen_test_mrr": quantiles(tests) if tests else None,
@@ -469,11 +469,14 @@ def verdict(rows: list[dict[str, Any]], points: list[Point], costs: Costs) -> di
 def defaults(rows: list[dict[str, Any]], points: list[Point]) -> dict[str, Any]:
     """What the tool takes from the table (tuner/evidence.py): the mean trial length, each pruner's share
     of a grid's epochs (1 worker), and --budget's pruner for a grid: the fastest Optuna pruner over the
-    grid to the noise target at 2 workers (ASHA is Ray's; the winner overall is in the verdict)."""
+    grid to the noise target at 2 workers (ASHA is Ray's; the winner overall is in the verdict) among
+    those that finish a config while the first rung is still running. A budget can end at any time, and
+    synchronous halving finishes its first config only once every point has passed its rungs (a budget
+    shorter than the first rung would end with no config: docs/tuning.md)."""
     by = {(r["strategy"], r["workers"]): r for r in rows}
     grid_epochs = by[("grid", 1)]["epochs"]
     pruned = [s for s in STRATEGIES if s.algo == "grid" and s.pruner != "none" and not s.recbole]
-    budget = min((by[(s.name, 2)] for s in pruned if s.pruner != "asha"),
+    budget = min((by[(s.name, 2)] for s in pruned if s.pruner not in ("asha", "sync-halving")),
                  key=lambda r: (r["time_to_target_noise_s"]["median"], r["wall_s"]["median"]))
     return {"expected_epochs": round(statistics.mean(len(p.valid) for p in points)),
             "pruned_epoch_fraction": {s.pruner: round(by[(s.name, 1)]["epochs"] / grid_epochs, 2) for s in pruned},
@@ -683,6 +686,40 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def defaults_findings(result: dict[str, Any]) -> str:
+    """docs/tuning.md's list of the defaults taken from the replay (tuner/evidence.py holds them)."""
+    rows = {(r["strategy"], r["workers"]): r for r in result["rows"]}
+    chosen = result["defaults"]["budget_grid_pruner"]
+    name = next(s.name for s in STRATEGIES if s.pruner == chosen)
+    asha = rows[("ASHA (Ray)", 2)]["time_to_target_noise_s"]["median"]
+    ours = rows[(name, 2)]["time_to_target_noise_s"]["median"]
+    sync = rows[(SYNCHRONOUS, 2)]["time_to_target_noise_s"]["median"]
+    ray = (f"ASHA, on Ray, is {(ours - asha) / 60:.0f} min faster ({asha / 60:.0f} min)" if asha < ours
+           else f"ASHA, on Ray, takes {asha / 60:.0f} min")
+    return "\n".join([
+        f"- `EXPECTED_EPOCHS = {result['defaults']['expected_epochs']}`: the table's mean trial, for the plan.",
+        f"- `PRUNED_EPOCH_FRACTION = {result['defaults']['pruned_epoch_fraction']}`: each pruner's share of the "
+        "unpruned grid's epochs (1 worker). The plan uses it for pruned studies and for the `--budget 2h` "
+        "alternative it names.",
+        f"- `--budget` on a grid: `{chosen}`. It is the fastest Optuna pruner over the grid to the noise floor at "
+        f"2 workers ({ours / 60:.0f} min) among those that finish a config while the first rung still runs. "
+        f"{ray}; synchronous halving {sync / 60:.0f} min, but it finishes no config before every point has "
+        "passed its rungs, and a budget can end sooner. On a sampled space: TPE with Hyperband, as the issue "
+        "asks; on this grid, TPE does not beat the grid (item 7)."])
+
+
+def splice(doc: str, blocks: dict[str, str]) -> str:
+    """``doc`` with the text between each ``<!-- replay.py table: NAME -->`` marker and its closing one
+    replaced by ``blocks[NAME]``; a missing marker is an error, never a silent skip."""
+    for name, text in blocks.items():
+        begin, end = f"<!-- replay.py table: {name} -->\n", f"<!-- /replay.py table: {name} -->"
+        if begin not in doc or end not in doc:
+            raise SystemExit(f"{DOC}: no block {name!r} (markers {begin.strip()} ... {end})")
+        head, rest = doc.split(begin, 1)
+        doc = head + begin + text + "\n" + end + rest.split(end, 1)[1]
+    return doc
+
+
 def table_findings(points: list[Point]) -> str:
     """docs/tuning.md's reading of the table: trial lengths, the best point's curve, valid against test,
     and the metric's noise floor."""
@@ -718,7 +755,7 @@ def verdict_findings(result: dict[str, Any], points: list[Point]) -> str:
     """docs/tuning.md's reading of the replay ("What it says"), every number from ``result``."""
     rows = {(r["strategy"], r["workers"]): r for r in result["rows"]}
     costs, v1, vn = result["costs"], result["verdict"]["target_1pct"], result["verdict"]["target_noise"]
-    design = STRATEGIES_DESIGN[0].name
+    design = SYNCHRONOUS
     best = grid_best(points)
 
     def minutes(seconds: float) -> str:
@@ -774,13 +811,15 @@ def verdict_findings(result: dict[str, Any], points: list[Point]) -> str:
         f"{minutes(at('TPE', 2, 'time_to_target_noise_s'))} at 2 workers, against the plain grid's "
         f"{minutes(at('grid', 2, 'time_to_target_noise_s'))}; TPE + Hyperband "
         f"{minutes(at('TPE + Hyperband', 2, 'time_to_target_noise_s'))}.",
-        f"8. **Rung-synchronous halving** (every point's first epoch before any trial goes on; not built): the "
+        f"8. **Synchronous halving** (`--pruner sync-halving`: every point's first epoch before any trial goes "
+        f"on; the promoted continue their saved fit): the "
         f"whole study takes {minutes(rows[(design, 2)]['wall_s']['median'])} at 2 workers and chooses a config with "
         f"test MRR@10 {rows[(design, 2)]['chosen_test_mrr']['median']:.4f}. It reaches the 1 % target in "
         f"{reached(design)} orders and the noise floor in {reached(design, '_noise')} "
         f"({minutes(at(design, 2, 'time_to_target_noise_s'))}): its barrier screens every point on its first "
         "epochs, where the late-peaking best looks weak. It is the shape a short budget needs (every point "
-        "screened before any goes deep)."]
+        "screened before any goes deep). It is not `--budget`'s default: it finishes no config before every "
+        "point has passed its rungs, so a budget that ends sooner leaves none (the defaults below)."]
     return "\n".join(items)
 
 
@@ -792,6 +831,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
     parser.add_argument("--partial", action="store_true", help="replay an unfinished table (development)")
+    parser.add_argument("--write", action="store_true", help="table: write the blocks into docs/tuning.md")
     parser.add_argument("--costs", type=Path, default=COSTS, help="the costs 'measure' wrote")
     args = parser.parse_args()
     if args.action == "measure":
@@ -804,8 +844,13 @@ def main() -> None:
     if args.action == "table":
         result = json.loads(OUT.read_text())
         points, _ = load_table()
-        print(f"{markdown(result)}\n\nThe table:\n\n{table_findings(points)}\n\nWhat it says:\n\n"
-              f"{verdict_findings(result, points)}")
+        blocks = {"tables": markdown(result), "table-findings": table_findings(points),
+                  "verdict-findings": verdict_findings(result, points), "defaults": defaults_findings(result)}
+        if args.write:
+            DOC.write_text(splice(DOC.read_text(), blocks))
+            print(f"{DOC.relative_to(ROOT)}: {', '.join(blocks)} written from {OUT.relative_to(ROOT)}")
+            return
+        print("\n\n".join(f"<{name}>\n{text}" for name, text in blocks.items()))
         return
     points, table = load_table()
     if table["points_done"] < table["points_total"] and not args.partial:

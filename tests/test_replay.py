@@ -183,3 +183,14 @@ def test_the_docs_reading_of_the_replay_is_its_numbers() -> None:
         assert number in said
     facts = replay.table_findings(points)
     assert "Trials run 4 to 13 epochs" in facts and "lr 0.01, dropout 0.2 reaches 0.0500" in facts
+
+
+def test_the_docs_blocks_are_spliced_between_their_markers_and_a_missing_one_is_an_error() -> None:
+    doc = "head\n<!-- replay.py table: tables -->\nold\nlines\n<!-- /replay.py table: tables -->\ntail\n"
+    assert replay.splice(doc, {"tables": "new"}) == \
+        "head\n<!-- replay.py table: tables -->\nnew\n<!-- /replay.py table: tables -->\ntail\n"
+    with pytest.raises(SystemExit, match="no block 'defaults'"):
+        replay.splice(doc, {"defaults": "x"})
+    text = replay.DOC.read_text()  # the real doc has every block `replay.py table --write` fills
+    for name in ("tables", "table-findings", "verdict-findings", "defaults"):
+        assert f"<!-- replay.py table: {name} -->" in text and f"<!-- /replay.py table: {name} -->" in text

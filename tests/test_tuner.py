@@ -304,6 +304,19 @@ def test_seeds_rerun_the_top_configs_with_distinct_seeds(workdir: Path) -> None:
         runs = [r for r in rows if r["learning_rate"] == lr]
         assert sorted(int(r["seed"]) for r in runs) == [2020, 2021, 2022]
         assert len({r["valid_mrr@10"] for r in runs}) > 1  # each seed trains differently: a real spread
+    # seed 2020 is the search's own seed: each config's search trial is that run, not trained again
+    import optuna
+
+    storage = f"sqlite:///{workdir / 's.db'}"
+    [seed_study] = [name for name in optuna.get_all_study_names(storage) if ":seeds-" in name]
+    trials = optuna.load_study(study_name=seed_study, storage=storage).trials
+    reused = [t for t in trials if t.user_attrs.get("reused_from") is not None]
+    assert len(trials) == 6 and len(reused) == 2 and {t.params["seed"] for t in reused} == {2020}
+    searched = {r["trial"]: r for r in csv.DictReader((workdir / "results.csv").open())}
+    for trial in reused:
+        origin = searched[str(trial.user_attrs["reused_from"])]
+        row = next(r for r in rows if r["seed"] == "2020" and r["learning_rate"] == origin["learning_rate"])
+        assert row["valid_mrr@10"] == origin["valid_mrr@10"] and row["test_mrr@10"] == origin["test_mrr@10"]
     summary = [line for line in proc.stdout.splitlines() if line.startswith(("1. ", "2. "))]
     assert len(summary) == 2 and all("± 0.0000," not in line and "seeds [2020, 2021, 2022]" in line
                                      for line in summary)

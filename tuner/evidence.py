@@ -14,11 +14,13 @@ EXPECTED_EPOCHS = 31
 # Epochs a pruner lets a grid train, as a fraction of the same grid unpruned (median over the replay's
 # seeds, 1 worker). It holds where trials run to early stop: a cap shorter than the pruner's later rungs
 # prunes less, so the plan applies it only when the cap is at least EXPECTED_EPOCHS.
-PRUNED_EPOCH_FRACTION = {"median": 0.26, "halving": 0.2, "hyperband": 0.37, "asha": 0.24}
+PRUNED_EPOCH_FRACTION = {"median": 0.26, "halving": 0.2, "hyperband": 0.37, "asha": 0.24, "sync-halving": 0.13}
 
-# What --budget runs: over a grid, the pruner of the replay's fastest grid strategy to a config within the
-# metric's noise of the grid's best at 2 workers; over a sampled space, TPE with Hyperband (the issue's
-# choice: the replay's TPE strategies are compared in docs/tuning.md). Ray has ASHA only.
+# What --budget runs: over a grid, the pruner of the replay's fastest Optuna grid strategy to a config within
+# the metric's noise of the grid's best at 2 workers, among those that finish a config before the first rung
+# is over (not sync-halving: a budget may end before any point passed its rungs); over a sampled space, TPE
+# with Hyperband (the choice: the replay's TPE strategies are compared in docs/tuning.md). Ray has
+# ASHA only.
 BUDGET_GRID_PRUNER = "halving"
 BUDGET_SAMPLED_PRUNER = "hyperband"
 

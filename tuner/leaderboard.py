@@ -29,6 +29,7 @@ from models.errors import SeqtuneError
 from tuner.reporting.outputs import write_text
 from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, parse_duration, resolve
+from tuner.seeds import seed_runs_to_train
 from tuner.trial import TrialRecord, TrialState
 
 if TYPE_CHECKING:
@@ -133,10 +134,10 @@ def run_leaderboard(argv: list[str], models: list[str]) -> int:
         estimates = [estimate(r) for r in requests]
     plans = []
     for request, planned in zip(requests, estimates, strict=True):
-        seed_seconds = math.ceil(seeds / request.workers) * planned.trial_seconds
+        seed_seconds = math.ceil(seed_runs_to_train(request.space, seeds) / request.workers) * planned.trial_seconds
         plans.append((request, max(60.0, share - seed_seconds)))
     print(f"leaderboard {board}: {', '.join(models)} on {dataset}; {format_duration(share)} per model "
-          f"({seeds} seed runs of the best config included); "
+          f"(the best config's {seeds} seeds included: its search trial is one of them); "
           + (f"epochs capped at {cap} for every model so that the seed runs fit" if cap else "full-length training"),
           file=sys.stderr)
 
@@ -168,14 +169,17 @@ def epoch_cap(requests: Sequence[StudyRequest], estimates: Sequence[StudyEstimat
     its share (None: no cap needed). The same cap for all: one protocol."""
     caps = []
     for request, planned in zip(requests, estimates, strict=True):
-        rounds = math.ceil(seeds / request.workers)
+        runs = seed_runs_to_train(request.space, seeds)
+        rounds = math.ceil(runs / request.workers)
+        if rounds == 0:
+            continue
         if rounds * planned.trial_seconds <= SEED_SHARE * share:
             continue
         epochs = int(SEED_SHARE * share / (rounds * planned.epoch_seconds))
         if epochs < 1:
             one_epoch = format_duration(rounds * planned.epoch_seconds)
             raise SeqtuneError(f"--budget {format_duration(share * len(requests))} is too small: "
-                               f"{request.spec.model}'s {seeds} seed runs of one epoch take ~{one_epoch} "
+                               f"{request.spec.model}'s {runs} seed runs of one epoch take ~{one_epoch} "
                                f"of its {format_duration(share)}")
         caps.append(epochs)
     if not caps:

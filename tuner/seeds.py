@@ -22,9 +22,13 @@ TOP = 3
 
 
 def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_seeds: int) -> StudyPlan:
-    """The plan of the seed study for ``top`` (records of the main study)."""
+    """The plan of the seed study for ``top`` (COMPLETE records of the main study). A top config's run
+    with the seed it was searched with is its search trial itself (the same spec, config and seed: the
+    same numbers), so that run is not trained again: it enters the seed study finished (``known``)."""
     seeds = [first_seed + i for i in range(n_seeds)]
     points = [{**{k: encode_choice(v) for k, v in t.params.items()}, "seed": s} for t in top for s in seeds]
+    known = [dataclasses.replace(t, params={**t.params, "seed": s}, reused_from=t.number)
+             for t in top for s in seeds if s == t.params.get("seed", first_seed)]
     space = SearchSpace(source=plan.space.source)
     for name in sorted({n for p in points for n in p}):
         values: list = []
@@ -34,9 +38,16 @@ def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_se
         space.parameters[name] = Parameter(name, Choice(tuple(values)), 0)
     digest = hashlib.sha256(json.dumps(points, sort_keys=True, default=repr).encode()).hexdigest()[:8]
     overrides = {k: v for k, v in plan.spec.overrides.items() if k != "seed"}  # the seed is searched here
+    reused = [{k: encode_choice(v) for k, v in r.params.items()} for r in known]
     return dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, overrides=overrides), space=space,
                                study_name=f"{plan.study_name}:seeds-{digest}", algo="grid", n_trials=len(points),
-                               pruner="none", points=points)
+                               pruner="none", points=[p for p in points if p not in reused], known=known)
+
+
+def seed_runs_to_train(space: SearchSpace, n_seeds: int) -> int:
+    """How many of a top config's ``n_seeds`` runs the seed study trains: all but its search trial's own
+    seed (a searched seed may be any of them or none: all, then)."""
+    return n_seeds if "seed" in space.parameters else max(n_seeds - 1, 0)
 
 
 def top_records(records: Sequence[TrialRecord], bigger: bool, n: int = TOP) -> list[TrialRecord]:

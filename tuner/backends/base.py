@@ -37,6 +37,7 @@ class StudyPlan:
     sampler_seed: int = 2020
     max_epochs: int = 300
     points: list[dict[str, Any]] | None = None  # a grid's points in run order (default: the file's order)
+    known: list[TrialRecord] = field(default_factory=list)  # runs made before (seeds.py): added finished, not run
     tracker: dict[str, Any] = field(default_factory=lambda: {"kind": "null"})  # Tracker.handle(), for workers
     heartbeat_seconds: int = 10  # Optuna's heartbeat: a trial silent for grace_seconds is retried
     grace_seconds: int = 60

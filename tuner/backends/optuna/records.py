@@ -59,7 +59,11 @@ def collect(trials: list[FrozenTrial], plan: StudyPlan) -> list[TrialRecord]:
 
 def snapshot(trials: list[FrozenTrial], plan: StudyPlan) -> StudyProgress:
     retried = retried_numbers(trials)
-    total = len(plan.grid_points()) if plan.algo == "grid" else plan.n_trials
+    total = len(plan.grid_points()) + len(plan.known) if plan.algo == "grid" else plan.n_trials
+    if plan.pruner == "sync-halving":  # a trial per point and rung (tuner/backends/optuna/rungs.py)
+        from tuner.backends.optuna.rungs import planned_trials
+
+        total = max(planned_trials(len(plan.grid_points())), len(trials) - len(retried))
     values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     return StudyProgress(
         total=total, done=counted(trials),

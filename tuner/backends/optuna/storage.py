@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.errors import SeqtuneError
-from tuner.trial import TrialState
+from tuner.backends.optuna import rungs
+from tuner.trial import TrialRecord, TrialState
 
 if TYPE_CHECKING:
     import optuna
@@ -93,6 +94,20 @@ def make_pruner(plan: StudyPlan) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def finished_trial(record: TrialRecord, plan: StudyPlan) -> FrozenTrial:
+    """A run made before, as a COMPLETE trial of this study (its record's attributes, never run again)."""
+    import optuna
+
+    from tuner.space import encode_choice
+
+    parameters = plan.space.parameters
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=record.best_valid_score,
+        params={name: encode_choice(record.params[name]) for name in parameters},
+        distributions={name: p.distribution.to_optuna() for name, p in parameters.items()},
+        user_attrs=record.attrs())
+
+
 def space_signature(plan: StudyPlan) -> dict[str, Any]:
     return {"model": plan.spec.model, "dataset": plan.spec.dataset,
             "space": {n: p.distribution.describe() for n, p in plan.space.parameters.items()}}
@@ -146,8 +161,12 @@ class StudyStore:
         if created:
             study.set_user_attr(SPACE_ATTR, space_signature(plan))
             if plan.algo == "grid":
-                for params in plan.grid_points():
-                    study.enqueue_trial(params)
+                points = plan.grid_points()
+                attrs = rungs.first_rung(len(points)) if plan.pruner == rungs.PRUNER else None
+                for params in points:
+                    study.enqueue_trial(params, user_attrs=attrs)
+            for record in plan.known:
+                study.add_trial(finished_trial(record, plan))
             study.set_user_attr(READY_ATTR, True)
             return store
         store._check(plan, direction)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from models.data.datasets import cache_root
 from models.errors import SeqtuneError
 from models.utils import file_lock
+from tuner.backends.optuna import rungs
 from tuner.backends.optuna.records import counted, remaining
 from tuner.backends.optuna.storage import (
     WORKER_ATTR,
@@ -57,23 +58,38 @@ def lock_path(url: str) -> Path:
     return cache_root() / "study.lock"
 
 
-def claiming_store(store: StudyStore, plan: StudyPlan, worker: str) -> StudyStore:
-    """``store`` reading through a study whose ``ask`` claims trials as described above."""
+POLL_SECONDS = 1.0  # a worker waiting for a rung to finish (sync-halving) looks again this often
+
+
+def claiming_store(store: StudyStore, plan: StudyPlan, worker: str, deadline: float | None = None) -> StudyStore:
+    """``store`` reading through a study whose ``ask`` claims trials as described above. Under
+    sync-halving (``rungs``) a worker that finds nothing queued promotes the next rung once the last
+    one is over, and waits (until ``deadline``) while other trials of the rung still run."""
     import optuna
+
+    synchronous = plan.pruner == rungs.PRUNER
 
     class ClaimingStudy(optuna.Study):
         def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
             assert not fixed_distributions, "optimize() asks without fixed distributions"
-            with signals_deferred(), file_lock(lock_path(plan.storage)):
-                claiming.reap_dead()
-                for waiting in claiming.trials([TrialState.WAITING]):
-                    if claiming.claim(waiting.number, worker):
-                        return optuna.Trial(self, claiming.trial_id(waiting.number))
-                if plan.algo == "grid" or counted(claiming.trials(), include_running=True) >= plan.n_trials:
+            while True:
+                with signals_deferred(), file_lock(lock_path(plan.storage)):
+                    claiming.reap_dead()
+                    for waiting in claiming.trials([TrialState.WAITING]):
+                        if claiming.claim(waiting.number, worker):
+                            return optuna.Trial(self, claiming.trial_id(waiting.number))
+                    if synchronous and rungs.promote(claiming, plan):
+                        continue  # the next rung is queued: claim from it
+                    if not (synchronous and claiming.trials([TrialState.RUNNING])):
+                        if plan.algo == "grid" or counted(claiming.trials(), include_running=True) >= plan.n_trials:
+                            raise NothingToRun
+                        trial = super().ask()
+                        trial.set_user_attr(WORKER_ATTR, worker)
+                        return trial
+                if deadline is not None and time.time() >= deadline:
                     raise NothingToRun
-                trial = super().ask()
-                trial.set_user_attr(WORKER_ATTR, worker)
-                return trial
+                claiming.fail_stale()  # a worker of another host silent past the grace period: retried
+                time.sleep(POLL_SECONDS)
 
     claiming = store.using(ClaimingStudy(study_name=plan.study_name, storage=store.storage,
                                          sampler=make_sampler(plan), pruner=make_pruner(plan)))
@@ -120,16 +136,25 @@ class BudgetSpent(Exception):
 
 
 class OptunaReporter(Reporter):
-    def __init__(self, trial: optuna.Trial, stop_at: float | None = None) -> None:
-        self.trial, self.stop_at = trial, stop_at
-        self.out_of_budget = False
+    """Optuna's pruner, the budget's end (``stop_at``) and a sync-halving rung's end (``rung_end``
+    epochs) stop a trial; the last two keep its fit's state, for the trial that continues it."""
+
+    def __init__(self, trial: optuna.Trial, stop_at: float | None = None, rung_end: int | None = None) -> None:
+        self.trial, self.stop_at, self.rung_end = trial, stop_at, rung_end
+        self.out_of_budget = self.at_rung_end = False
 
     def report(self, epoch: int, valid_score: float, metrics: dict[str, float], train_loss: float) -> bool:
         self.trial.report(valid_score, epoch)
         if self.stop_at is not None and time.time() >= self.stop_at:
             self.out_of_budget = True
             return True
+        if self.rung_end is not None and epoch + 1 >= self.rung_end:
+            self.at_rung_end = True
+            return True
         return self.trial.should_prune()
+
+    def stopped_to_continue(self) -> bool:
+        return self.out_of_budget or self.at_rung_end
 
 
 def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: Tracker,
@@ -141,7 +166,7 @@ def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: 
     import optuna
 
     tic = time.perf_counter()
-    reporter = OptunaReporter(trial, stop_at)
+    reporter = OptunaReporter(trial, stop_at, trial.user_attrs.get(rungs.RUNG_END_ATTR))
     try:
         params = plan.space.to_config_values({name: p.distribution.suggest(trial, name)
                                               for name, p in plan.space.parameters.items()})
@@ -185,9 +210,11 @@ def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore
 
     set_threads(plan.threads_per_worker)
     defer_signals_in_tell()
-    store = claiming_store(store or StudyStore.open(plan, create=False), plan, this_worker())
+    store = claiming_store(store or StudyStore.open(plan, create=False), plan, this_worker(), deadline)
     with file_lock(lock_path(plan.storage)):
         store.reap_dead()
+        if plan.pruner == rungs.PRUNER:
+            rungs.promote(store, plan)  # a run stopped between a rung's end and its promotion
     if not remaining(store.trials(), plan):  # nothing for a worker joining now: no warm-up
         return
     warm_up(plan.spec)

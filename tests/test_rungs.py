@@ -1,0 +1,70 @@
+"""--pruner sync-halving: every point's first rung before any goes on; the best third of each rung continue
+their saved fit, with the numbers of one uninterrupted run (tuner/backends/optuna/rungs.py)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import hyper_command, hyper_in_process, run_hyper
+from tuner.backends.optuna import rungs
+
+SPACE = "learning_rate choice [0.02, 0.01, 0.005]\ndropout_prob choice [0.0, 0.2, 0.4]\n"  # 9 points
+
+
+def test_rung_arithmetic() -> None:
+    assert rungs.rung_sizes(90) == [90, 30, 10, 3] and rungs.planned_trials(90) == 133
+    assert rungs.rung_sizes(3) == [3] and rungs.rung_sizes(4) == [4, 1]
+    assert [rungs.rung_end(r, n) for r, n in enumerate(rungs.rung_sizes(90))] == [1, 3, 9, None]
+
+
+def test_sync_halving_ranks_whole_rungs_and_continues_the_best_exactly(workdir: Path) -> None:
+    (workdir / "h.test").write_text(SPACE)
+    common = ["--params_file", "h.test", "--no-mlflow", "--epochs=4", "--stopping_step=100"]
+    proc = run_hyper(workdir, *common, "--pruner", "sync-halving", "--workers", "2",
+                     f"--storage=sqlite:///{workdir / 's.db'}", "--output_file", "sync/out.result")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import optuna
+
+    [name] = optuna.get_all_study_names(f"sqlite:///{workdir / 's.db'}")
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 's.db'}").trials
+    first = [t for t in trials if t.user_attrs["rung"] == 0]
+    second = [t for t in trials if t.user_attrs["rung"] == 1]
+    assert len(trials) == 12 and len(first) == 9 and len(second) == 3  # 9 points, the best 3 go on
+    assert {tuple(sorted(t.params.items())) for t in first} == {tuple(sorted(t.params.items())) for t in trials}
+    assert all(t.state.name == "PRUNED" and t.user_attrs["epochs_run"] == 1 for t in first)
+    # the barrier: no point went on before the whole first rung had finished
+    assert min(t.datetime_start for t in second) >= max(t.datetime_complete for t in first)
+    # the best third by the first rung's score, each continuing its own state to the epochs cap
+    score = {t.number: t.user_attrs["best_valid_result"]["mrr@10"] for t in first}
+    assert sorted(score[t.user_attrs["continues"]] for t in second) == sorted(score.values())[-3:]
+    assert all(t.state.name == "COMPLETE" and t.user_attrs["epochs_run"] == 4 and t.user_attrs["resumed_epochs"] == 1
+               for t in second)
+    assert not any((workdir / "sync" / "checkpoints" / "resume").iterdir())  # no state left behind
+
+    # the continued points' numbers are those of the same configs trained straight through
+    plain = run_hyper(workdir, *common, "--workers", "2", f"--storage=sqlite:///{workdir / 'p.db'}",
+                      "--output_file", "plain/out.result")
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    straight = {(r["learning_rate"], r["dropout_prob"]): r
+                for r in csv.DictReader((workdir / "plain" / "results.csv").open())}
+    synced = [r for r in csv.DictReader((workdir / "sync" / "results.csv").open()) if r["state"] == "COMPLETE"]
+    assert len(synced) == 3
+    for row in synced:
+        same = straight[(row["learning_rate"], row["dropout_prob"])]
+        assert [row[k] for k in ("valid_mrr@10", "test_mrr@10", "test_ndcg@10", "epochs_run")] == \
+            [same[k] for k in ("valid_mrr@10", "test_mrr@10", "test_ndcg@10", "epochs_run")]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tool", "ray"], "--pruner sync-halving is Optuna's; with --tool ray use --pruner asha"),
+    (["--algo", "tpe"], "--pruner sync-halving ranks every point of a grid at each rung"),
+])
+def test_sync_halving_outside_an_optuna_grid_is_one_line(workdir: Path, args: list[str], message: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "h.test").write_text(SPACE)
+    code, err = hyper_in_process(hyper_command(workdir, "--params_file", "h.test", "--pruner", "sync-halving", *args),
+                                 workdir, capsys)
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
