@@ -3,7 +3,6 @@ their saved fit, with the numbers of one uninterrupted run (tuner/backends/optun
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -44,18 +43,24 @@ def test_sync_halving_ranks_whole_rungs_and_continues_the_best_exactly(workdir: 
                for t in second)
     assert not any((workdir / "sync" / "checkpoints" / "resume").iterdir())  # no state left behind
 
-    # the continued points' numbers are those of the same configs trained straight through
-    plain = run_hyper(workdir, *common, "--workers", "2", f"--storage=sqlite:///{workdir / 'p.db'}",
-                      "--output_file", "plain/out.result")
-    assert plain.returncode == 0, plain.stderr[-3000:]
-    straight = {(r["learning_rate"], r["dropout_prob"]): r
-                for r in csv.DictReader((workdir / "plain" / "results.csv").open())}
-    synced = [r for r in csv.DictReader((workdir / "sync" / "results.csv").open()) if r["state"] == "COMPLETE"]
-    assert len(synced) == 3
-    for row in synced:
-        same = straight[(row["learning_rate"], row["dropout_prob"])]
-        assert [row[k] for k in ("valid_mrr@10", "test_mrr@10", "test_ndcg@10", "epochs_run")] == \
-            [same[k] for k in ("valid_mrr@10", "test_mrr@10", "test_ndcg@10", "epochs_run")]
+    # the continued points' numbers are those of the same configs trained straight through (the workers'
+    # one thread each, the command's overrides)
+    import torch
+
+    from tuner.objective import StudySpec, run_trial
+
+    overrides = {"data_path": str(workdir / "data"), "embedding_size": 8, "show_progress": False, "epochs": 4,
+                 "stopping_step": 100}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for t in second:
+            params = {k: float(v) for k, v in t.params.items()}
+            straight = run_trial(StudySpec("GRU4Rec", "toy", overrides=overrides), params, 0)
+            assert [t.user_attrs[k] for k in ("best_valid_result", "test_result", "epochs_run", "best_epoch")] == \
+                [straight.best_valid_result, straight.test_result, straight.epochs_run, straight.best_epoch]
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("args", "message"), [
