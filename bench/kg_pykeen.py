@@ -2,7 +2,7 @@
 
     bash bench/setup_pykeen.sh                      # PyKEEN 1.11.1 in its own venv, same torch build
     python bench/kg_pykeen.py linkpred              # both TransEs on the same triples, one evaluator
-    python bench/kg_pykeen.py train --workers 2 --threads 1   # KSR, GRU4RecKG; seeds 2020-2022; resumable
+    python bench/kg_pykeen.py train                 # KSR, GRU4RecKG; seeds 2020-2022; resumable, mid-run too
     python bench/kg_pykeen.py summarize             # the tables for docs/kg.md
 
 linkpred: ml-100k's graph split as ``python -m models.kg_embed --evaluate`` splits it (90,631 training
@@ -140,8 +140,11 @@ def run_one(model: str, vectors: str, seed: int, threads: int) -> str:
 
 
 def train(models: list[str], seeds: list[int], threads: int, workers: int) -> None:
-    """Every (seed, model, vectors) run not yet in OUT, seed by seed, ``workers`` at a time (each with
-    ``threads`` threads: on 2 cores two one-thread runs do 1.16x the work of one two-thread run)."""
+    """Every (seed, model, vectors) run not yet in OUT, seed by seed, ``workers`` at a time, each with
+    ``threads`` threads. On 2 cores one two-thread run is the faster way for KSR: alone it trains an epoch
+    in ~120 s at 2 threads and ~209 s at 1, and two one-thread runs side by side take ~330 s an epoch each
+    (0.73x the work of one two-thread run; session 12). A run stopped mid-way continues from its saved
+    state, at any thread count."""
     from concurrent.futures import ThreadPoolExecutor
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -151,7 +154,7 @@ def train(models: list[str], seeds: list[int], threads: int, workers: int) -> No
             if not (OUT / f"{model.lower()}_{vectors}_seed{seed}.json").is_file()]
     with ThreadPoolExecutor(max_workers=workers) as pool:  # threads only wait on the subprocesses
         for model, vectors, seed in todo:
-            print(f"kg_pykeen: {model} on {vectors} vectors, seed {seed}", flush=True)
+            print(f"kg_pykeen: to run: {model} on {vectors} vectors, seed {seed}", flush=True)
         for name in pool.map(lambda job: run_one(*job, threads), todo):
             print(f"kg_pykeen: {name} written", flush=True)
 
