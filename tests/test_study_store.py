@@ -69,7 +69,7 @@ def test_a_dead_worker_of_this_host_is_retried_once(plan: StudyPlan) -> None:
     store = StudyStore.open(plan, create=True)
     host = __import__("socket").gethostname()
     assert store.claim(0, f"{host}:{_dead_pid()}")
-    store.set_attrs(0, {"run_id": "abc"})
+    store.set_attrs(0, {"run_id": "abc", "resumed_epochs": 3, "resume_state": "/x/gru4rec-abc.pt"})
     assert store.reap_dead() == 1 and store.reap_dead() == 0
     trials = store.trials()
     assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
@@ -78,7 +78,8 @@ def test_a_dead_worker_of_this_host_is_retried_once(plan: StudyPlan) -> None:
     store.retry(0, "again")  # already finished: left alone, no second copy
     assert len(store.trials()) == 3
     assert store.claim(2, "me:5")
-    assert store.trials()[2].user_attrs["error"] is None  # the copy does not inherit its original's error
+    copy = store.trials()[2].user_attrs  # nor what its original's run said about itself
+    assert copy["error"] is None and copy["resumed_epochs"] is None and copy["resume_state"] is None
 
 
 def test_records_collect_states_params_and_results(plan: StudyPlan) -> None:

@@ -207,7 +207,7 @@ def write_leaderboard(out_dir: Path, board: str, entries: list[Entry], request: 
              "",
              f"Each model tuned on its own search space with an equal share of the budget, its best config (by valid "
              f"{request.valid_metric}) re-run over {seeds} seeds; mean ± std over those seeds. "
-             + (f"Every model trained at most {cap} epochs (the budget's limit)." if cap else
+             + (f"Every model trained at most {cap} epoch{'s' if cap != 1 else ''} (the budget's limit)." if cap else
                 f"Every model trained to its early stop or {request.base['epochs']} epochs."),
              "",
              "| # | model | valid " + request.valid_metric + " | " + " | ".join(f"test {m}" for m in shown)

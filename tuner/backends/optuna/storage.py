@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 SPACE_ATTR = "seqtune:space"  # what the study was created for: a resumed run must match it
 READY_ATTR = "seqtune:grid_ready"  # set once the creator has queued every grid point
 WORKER_ATTR = "worker"  # host:pid of the process running a trial (TrialRecord.worker)
+RUN_ATTRS = ("error", "resumed_epochs", "resume_state")  # a record's attributes that are None when not set
 
 
 def storage_url(url: str) -> str:
@@ -213,7 +214,8 @@ class StudyStore:
         if not self.storage.set_trial_state_values(trial_id, state=OptunaState.RUNNING):
             return False
         self.storage.set_trial_user_attr(trial_id, WORKER_ATTR, worker)
-        self.storage.set_trial_user_attr(trial_id, "error", None)  # a retry inherits its original's attributes
+        for key in RUN_ATTRS:  # a retry inherits its original's attributes; these its own run may leave unset
+            self.storage.set_trial_user_attr(trial_id, key, None)
         return True
 
     def retry(self, number: int, reason: str) -> None:
