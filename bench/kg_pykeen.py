@@ -159,6 +159,24 @@ def train(models: list[str], seeds: list[int], threads: int, workers: int) -> No
             print(f"kg_pykeen: {name} written", flush=True)
 
 
+def in_progress() -> list[str]:
+    """The runs a stopped ``train`` left part-way (their saved fit states): which, and how far."""
+    from models.fit_state import load
+
+    lines = []
+    for path in sorted((WORK / "resume").glob("*.pt")):
+        state = load(path)
+        if state is None or "config" not in state:
+            continue
+        loop, config = state["loop"], state["config"]
+        vectors = "pykeen" if config.get("data_path") and str(WORK) in str(config["data_path"]) else "builtin"
+        best = loop["best_result"] or {}
+        lines.append(f"- in progress: {config['model']} on {vectors} vectors, seed {config['seed']}: "
+                     f"{loop['next_epoch']} epochs, best valid MRR@10 {best.get('mrr@10', float('nan')):.4f} at "
+                     f"epoch {loop['best_epoch']}, {loop['bad_evals']} without improvement")
+    return [*lines, ""] if lines else []
+
+
 def summarize() -> str:
     lines = []
     link = OUT / "linkpred.json"
@@ -176,6 +194,7 @@ def summarize() -> str:
                          + (f"{check['mrr']:.4f} / {check['hits@10']:.4f}" if check else "-")
                          + f" | {t['train_s']:.0f} |")
         lines.append("")
+    lines += in_progress()
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_seed*.json"))]
     if runs:
         lines += ["| model | vectors | seeds | epochs run (best) | test MRR@10 | NDCG@10 | Recall@10 |",

@@ -108,7 +108,7 @@ def save(path: Path, trainer: Trainer, loop: dict[str, Any], best_state: dict[st
     """Write the state after an epoch, atomically (a stop mid-write leaves the previous epoch's)."""
     state = {"format": FIT_STATE_FORMAT, "fingerprint": path.stem, "model": trainer.model.state_dict(),
              "optimizer": trainer.optimizer.state_dict(), "rng": capture_rng(trainer), "loop": loop,
-             "best_state": best_state}
+             "best_state": best_state, "config": to_plain(trainer.config.to_dict())}  # config: for people
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
