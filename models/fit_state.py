@@ -7,10 +7,10 @@ counters, the best weights so far and the history. A later fit of the same compu
 goes on from the next epoch: its numbers are those of the run that was never stopped.
 
 "The same computation" is a fingerprint of the config (without the keys that only change how it runs:
-threads, epochs, progress bars), the data's content, the weights it starts from and the model's code,
-so any fit of it, in any trial or process, may continue any state of it that is not past its last
-epoch; a state of anything else is never read. S3Rec's
-pretraining has its own cache (``models.pretrain``) and shares the RNG capture below.
+threads, progress bars; nor epochs: a longer run passes through the same states), the data's content,
+the weights it starts from and the model's code, so any fit of it, in any trial or process, may
+continue any state of it that is not past its last epoch; a state of anything else is never read.
+S3Rec's pretraining has its own cache (``models.pretrain``) and shares the RNG capture below.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ if TYPE_CHECKING:
     from models.trainer import Trainer
 
 FIT_STATE_FORMAT = 1
-# config keys that change how a fit runs, never what it computes: a longer run of the same fit passes
-# through the same states (epochs); threads schedule the same operations; the data's content is in the
-# fingerprint, not its folder; evaluation batches give the same metrics at any size (test_trainer)
-RUNTIME_KEYS = frozenset({"epochs", "threads", "show_progress", "checkpoint_dir", "data_path", "eval_score_mb"})
-
+# config keys that change how a fit runs, never what it computes: threads schedule the same operations;
+# evaluation batches give the same metrics at any size (test_trainer)
+RUNTIME_KEYS = frozenset({"threads", "show_progress", "checkpoint_dir", "eval_score_mb"})
+# ... and, for a state to continue, these too: a longer run of the same fit passes through the same states
+# (epochs), and the data's content is in the fingerprint, not its folder
+CONTINUABLE_KEYS = frozenset({"epochs", "data_path"})
 
 def code_digest(model: Any) -> str:
     """The source of the model's module and of the layers it is built from: an edit starts over."""
@@ -62,11 +63,16 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def config_digest(config: Config, ignore: frozenset[str] = frozenset()) -> str:
+    """The config by what it computes (``RUNTIME_KEYS`` and ``ignore`` left out): equal digests, equal runs."""
+    values = {k: v for k, v in to_plain(config.to_dict()).items() if k not in RUNTIME_KEYS | ignore}
+    return hashlib.sha256(json.dumps([config.model, values], sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 def fingerprint(config: Config, data: SequentialData, model: Any) -> str:
     """One name for one computation: its config, the data, the weights it starts from, and the code.
     ``model`` must be as built, before any training."""
-    values = {k: v for k, v in to_plain(config.to_dict()).items() if k not in RUNTIME_KEYS}
-    text = json.dumps([FIT_STATE_FORMAT, config.model, values, data.checksum, weights_digest(model),
+    text = json.dumps([FIT_STATE_FORMAT, config_digest(config, CONTINUABLE_KEYS), data.checksum, weights_digest(model),
                        code_digest(model)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -132,3 +132,25 @@ def test_a_live_foreign_worker_is_waited_for_not_duplicated(workdir: Path, plan:
     rows = study_rows(workdir / "s.db")
     assert [s for _, s, _ in rows] == ["COMPLETE", "COMPLETE"]  # two points, two trials: nothing duplicated
     assert store.trials()[0].user_attrs[WORKER_ATTR] == "elsewhere:1"
+
+
+def test_a_seed_run_is_reused_only_when_it_is_the_very_same_computation(plan: StudyPlan) -> None:
+    """--seeds: a top config's run with its own seed enters the seed study finished, but only when the
+    search trial's config computes exactly what the seed run's would (a resumed study with other
+    command-line overrides under the same --study-name must not lend its trials)."""
+    import dataclasses as dc
+
+    from models.fit_state import config_digest
+    from tuner.seeds import seed_plan
+    from tuner.trial import TrialRecord
+
+    params = {"learning_rate": 0.01, "hidden_size": 8}
+    same = TrialRecord(0, TrialState.COMPLETE, params, best_valid_result={"mrr@10": 0.2},
+                       config_digest=config_digest(plan.spec.config(params)))
+    seeds = seed_plan(plan, [same], 2020, 3)
+    assert [r.params["seed"] for r in seeds.known] == [2020] and seeds.known[0].reused_from == 0
+    assert sorted(p["seed"] for p in seeds.grid_points()) == [2021, 2022]
+    longer = dc.replace(plan.spec, overrides={**plan.spec.overrides, "epochs": 7})  # another --epochs
+    other = dc.replace(same, config_digest=config_digest(longer.config(params)))
+    assert not seed_plan(plan, [other], 2020, 3).known  # other overrides: trained again
+    assert not seed_plan(plan, [dc.replace(same, config_digest=None)], 2020, 3).known  # a study from before

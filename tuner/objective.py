@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.config import Config, build_config
+from models.fit_state import config_digest
 from tuner.tracking.base import NullTracker, Tracker, TrialRun
 from tuner.trial import TrialRecord, TrialState, failure_message
 
@@ -134,6 +135,7 @@ def run_trial(
         params=params, valid_metric=str(config["valid_metric"]).lower(),
         best_valid_result=result.best_valid_result, test_result=result.test_result, epochs_run=result.epochs_run,
         best_epoch=result.best_epoch, resumed_epochs=result.resumed_epochs or None, resume_state=kept,
+        config_digest=config_digest(config),
         train_seconds=round(result.train_seconds, 3),
         eval_seconds=round(result.eval_seconds, 3), run_id=run.run_id,
         curve=[{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_seconds": round(h["train_seconds"], 3),

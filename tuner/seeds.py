@@ -25,10 +25,15 @@ def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_se
     """The plan of the seed study for ``top`` (COMPLETE records of the main study). A top config's run
     with the seed it was searched with is its search trial itself (the same spec, config and seed: the
     same numbers), so that run is not trained again: it enters the seed study finished (``known``)."""
+    from models.fit_state import config_digest
+
     seeds = [first_seed + i for i in range(n_seeds)]
     points = [{**{k: encode_choice(v) for k, v in t.params.items()}, "seed": s} for t in top for s in seeds]
+    overrides = {k: v for k, v in plan.spec.overrides.items() if k != "seed"}  # the seed is searched here
+    spec = dataclasses.replace(plan.spec, overrides=overrides)
     known = [dataclasses.replace(t, params={**t.params, "seed": s}, reused_from=t.number)
-             for t in top for s in seeds if s == t.params.get("seed", first_seed)]
+             for t in top for s in seeds if s == t.params.get("seed", first_seed)
+             and t.config_digest == config_digest(spec.config({**t.params, "seed": s}))]  # the very same run
     space = SearchSpace(source=plan.space.source)
     for name in sorted({n for p in points for n in p}):
         values: list = []
@@ -37,9 +42,8 @@ def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_se
                 values.append(point[name])
         space.parameters[name] = Parameter(name, Choice(tuple(values)), 0)
     digest = hashlib.sha256(json.dumps(points, sort_keys=True, default=repr).encode()).hexdigest()[:8]
-    overrides = {k: v for k, v in plan.spec.overrides.items() if k != "seed"}  # the seed is searched here
     reused = [{k: encode_choice(v) for k, v in r.params.items()} for r in known]
-    return dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, overrides=overrides), space=space,
+    return dataclasses.replace(plan, spec=spec, space=space,
                                study_name=f"{plan.study_name}:seeds-{digest}", algo="grid", n_trials=len(points),
                                pruner="none", points=[p for p in points if p not in reused], known=known)
 

@@ -32,7 +32,8 @@ class TrialState(str, enum.Enum):
 
 # the stored attributes of a trial, beside Optuna's own columns (one key per field below)
 _STORED = ("best_valid_result", "test_result", "epochs_run", "best_epoch", "resumed_epochs", "seconds", "train_seconds",
-           "eval_seconds", "error", "run_id", "worker", "curve", "reused_from", "resume_state")
+           "eval_seconds", "error", "run_id", "worker", "curve", "reused_from", "resume_state",
+           "config_digest")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrialRecord:
     curve: list[dict[str, Any]] | None = None
     reused_from: int | None = None  # not trained here: the same run as this trial of the main study (seeds.py)
     resume_state: str | None = None  # the fit's saved state, kept when the trial stopped to be continued
+    config_digest: str | None = None  # what the trial's config computes (models.fit_state.config_digest)
     started_at: float | None = None  # Unix times the trial started and ended (the storage's own columns)
     finished_at: float | None = None
 
