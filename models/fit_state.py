@@ -72,8 +72,9 @@ def config_digest(config: Config, ignore: frozenset[str] = frozenset()) -> str:
 def fingerprint(config: Config, data: SequentialData, model: Any) -> str:
     """One name for one computation: its config, the data, the weights it starts from, and the code.
     ``model`` must be as built, before any training."""
-    text = json.dumps([FIT_STATE_FORMAT, config_digest(config, CONTINUABLE_KEYS), data.checksum, weights_digest(model),
-                       code_digest(model)], sort_keys=True, default=str)
+    values = {k: v for k, v in to_plain(config.to_dict()).items() if k not in RUNTIME_KEYS | CONTINUABLE_KEYS}
+    text = json.dumps([FIT_STATE_FORMAT, config.model, values, data.checksum, weights_digest(model),
+                       code_digest(model)], sort_keys=True, default=str)  # as written since the first states
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
