@@ -3,6 +3,7 @@ their saved fit, with the numbers of one uninterrupted run (tuner/backends/optun
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,32 @@ def test_sync_halving_outside_an_optuna_grid_is_one_line(workdir: Path, args: li
     code, err = hyper_in_process(hyper_command(workdir, "--params_file", "h.test", "--pruner", "sync-halving", *args),
                                  workdir, capsys)
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_study_cut_short_on_its_rungs_reports_the_best_of_the_highest_rung(workdir: Path) -> None:
+    """No trial ran to its end (a budget over sync-halving's rungs): the best, and --seeds' configs, come
+    from the PRUNED trials that trained the most epochs; a partial run is never reused as a seed run."""
+    from tuner.cli import make_plan
+    from tuner.reporting.outputs import best_trial
+    from tuner.request import resolve
+    from tuner.seeds import seed_plan, top_records
+    from tuner.trial import TrialRecord, TrialState
+
+    def record(number: int, epochs: int, score: float, state: TrialState = TrialState.PRUNED) -> TrialRecord:
+        return TrialRecord(number, state, {"learning_rate": 0.01 / (number + 1)}, epochs_run=epochs,
+                           best_valid_result={"mrr@10": score})
+
+    rung0 = [record(0, 1, 0.30), record(1, 1, 0.10), record(2, 1, 0.20)]
+    rung1 = [record(3, 3, 0.15), record(4, 3, 0.25)]
+    assert best_trial(rung0 + rung1, bigger=True).number == 4  # the highest rung's best, not rung 0's 0.30
+    assert [r.number for r in top_records(rung0 + rung1, True, 3)] == [4, 3]
+    finished = record(5, 2, 0.05, TrialState.COMPLETE)
+    assert best_trial([*rung0, *rung1, finished], bigger=True).number == 5  # a finished trial always wins
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.0033]\n")
+    plan = make_plan(resolve(hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--no-mlflow")[2:]))
+    from models.fit_state import config_digest
+
+    top = [dataclasses.replace(r, config_digest=config_digest(plan.spec.config(r.params)))
+           for r in top_records(rung0 + rung1, True, 1)]  # the same config as the seed run's, but cut short
+    assert not seed_plan(plan, top, 2020, 3).known  # so trained in full instead
+    assert seed_plan(plan, [dataclasses.replace(top[0], state=TrialState.COMPLETE)], 2020, 3).known

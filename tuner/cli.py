@@ -115,6 +115,10 @@ def tune(request: StudyRequest) -> TuneOutcome:
     if best is None:
         print(f"error: {no_result_reason(study.records)}", file=sys.stderr)
         return TuneOutcome(1, study)
+    if best.state != TrialState.COMPLETE:
+        print(f"note: no trial has run to its end yet; the best so far is trial {best.number} after "
+              f"{best.epochs_run} epoch(s), of the trials that got furthest (the same command continues the "
+              f"study)", file=sys.stderr)
     if request.seeds > 0:
         return run_seed_phase(request, study, seconds_per_trial)
     return TuneOutcome(0, study)

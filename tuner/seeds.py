@@ -32,7 +32,7 @@ def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_se
     overrides = {k: v for k, v in plan.spec.overrides.items() if k != "seed"}  # the seed is searched here
     spec = dataclasses.replace(plan.spec, overrides=overrides)
     known = [dataclasses.replace(t, params={**t.params, "seed": s}, reused_from=t.number)
-             for t in top for s in seeds if s == t.params.get("seed", first_seed)
+             for t in top for s in seeds if t.state == TrialState.COMPLETE and s == t.params.get("seed", first_seed)
              and t.config_digest == config_digest(spec.config({**t.params, "seed": s}))]  # the very same run
     space = SearchSpace(source=plan.space.source)
     for name in sorted({n for p in points for n in p}):
@@ -55,8 +55,10 @@ def seed_runs_to_train(space: SearchSpace, n_seeds: int) -> int:
 
 
 def top_records(records: Sequence[TrialRecord], bigger: bool, n: int = TOP) -> list[TrialRecord]:
-    done = [r for r in records if r.state == TrialState.COMPLETE and r.best_valid_score is not None]
-    return sorted(done, key=lambda r: r.best_valid_score, reverse=bigger)[:n]  # type: ignore[arg-type,return-value]
+    """The ``n`` best of the trials the study's best is chosen from (``ranked_pool``)."""
+    from tuner.reporting.outputs import ranked_pool
+
+    return sorted(ranked_pool(records), key=lambda r: r.best_valid_score, reverse=bigger)[:n]  # type: ignore[arg-type,return-value]
 
 
 def runs_of(trial: TrialRecord, records: Sequence[TrialRecord]) -> list[TrialRecord]:

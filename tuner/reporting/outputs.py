@@ -21,12 +21,23 @@ def params2str(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}:{params[k]}" for k in sorted(params))
 
 
+def ranked_pool(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The trials a study's best is chosen from: the COMPLETE ones with a score. A study none of whose
+    trials has run to its end yet (sync-halving's rungs, cut short by a budget) has none: then the
+    PRUNED ones that trained the most epochs (the highest rung reached), in their order."""
+    complete = [r for r in records if r.state == TrialState.COMPLETE and r.best_valid_score is not None]
+    if complete:
+        return complete
+    pruned = [r for r in records if r.state == TrialState.PRUNED and r.best_valid_score is not None]
+    deepest = max((r.epochs_run or 0 for r in pruned), default=0)
+    return [r for r in pruned if (r.epochs_run or 0) == deepest]
+
+
 def best_trial(records: Sequence[TrialRecord], bigger: bool) -> TrialRecord | None:
-    """The first trial with the best validation score (a later tie does not replace it, as RecBole)."""
+    """The first trial with the best validation score (a later tie does not replace it, as RecBole),
+    among ``ranked_pool(records)``."""
     best = None
-    for record in records:
-        if record.state != TrialState.COMPLETE or record.best_valid_score is None:
-            continue
+    for record in ranked_pool(records):
         if best is None or (record.best_valid_score > best.best_valid_score if bigger
                             else record.best_valid_score < best.best_valid_score):
             best = record
