@@ -4,7 +4,7 @@ good as the grid's best soonest, with how many workers, against RecBole's exhaus
     python bench/replay.py measure             # per-epoch costs on this machine (quiet machine: ~4 min)
     python bench/replay.py run [--seeds 20]    # bench/results/replay.json, docs/img/replay_anytime.png
     python bench/replay.py table               # docs/tuning.md's tables and their reading, from replay.json
-    python bench/replay.py check [--epochs 3]  # two real studies against their replays (quiet machine: ~36 min)
+    python bench/replay.py check [--epochs 3] [--studies ...]  # real studies against their replays (quiet: ~50 min)
 
 The table (bench/learning_curves.py) holds, for every point of the seed's GRU4Rec learning_rate x
 dropout_prob grid, the valid MRR@10 of every epoch up to RecBole's early stop and the test MRR@10 of
@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -611,13 +612,20 @@ def real_study(space_file: Path, workers: int, epochs: int, pruner: str, seed: i
                        - min(t.datetime_start for t in trials)).total_seconds(),
             "command_s": command_s, "trials": len(trials),
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-            "epochs": sum(len(t.intermediate_values) for t in trials),
+            # epochs trained here: a trial that continued a saved fit reports its restored epochs again
+            "epochs": sum(int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
+                          - int(t.user_attrs.get("resumed_epochs") or 0) for t in trials),
             "chosen": best.user_attrs.get("config_params") or best.params, "chosen_valid": best.value}
 
 
-def check(epochs: int, seed: int) -> dict[str, Any]:
-    """Two real studies against their replays on this machine, costs measured first in the same session:
-    a plain 8-point grid on one worker, and Hyperband over an 18-point grid on two workers."""
+CHECK_STUDIES = {"grid": "plain 8-point grid, 1 worker", "hyperband": "Hyperband over 18 points, 2 workers",
+                 "sync-halving": "synchronous halving over 18 points, 2 workers"}
+
+
+def check(epochs: int, seed: int, only: Sequence[str] = tuple(CHECK_STUDIES)) -> dict[str, Any]:
+    """Real studies against their replays on this machine, costs measured first in the same session: a
+    plain 8-point grid on one worker, Hyperband and synchronous halving over an 18-point grid on two
+    workers (``only``: some of them; the others' earlier results are kept in replay_check.json)."""
     import tempfile
 
     costs_data = measure()
@@ -626,10 +634,11 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
     capped = truncated(points, epochs)
     studies = []
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [("plain 8-point grid, 1 worker", CHECK_GRID, Strategy("grid", "grid"), 1),
-                 ("Hyperband over 18 points, 2 workers", CHECK_HYPERBAND_GRID,
-                  Strategy("Hyperband", "grid", "hyperband"), 2)]
-        for name, text, strategy, workers in cases:
+        cases = {"grid": (CHECK_GRID, Strategy("grid", "grid"), 1),
+                 "hyperband": (CHECK_HYPERBAND_GRID, Strategy("Hyperband", "grid", "hyperband"), 2),
+                 "sync-halving": (CHECK_HYPERBAND_GRID, Strategy(SYNCHRONOUS, "grid", "sync-halving"), 2)}
+        for key in only:
+            name, (text, strategy, workers) = CHECK_STUDIES[key], cases[key]
             space_file = Path(tmp) / f"{strategy.name.lower()}.test"
             space_file.write_text(text)
             space = parse_space_file(space_file)
@@ -639,11 +648,13 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
                 raise SystemExit(f"{name}: the table has {len(subset)} of its {len(in_grid)} points")
             work = Path(tmp) / name.split(",")[0].replace(" ", "-")
             work.mkdir()
-            predicted = replay_tool(subset, space, strategy, workers, seed, costs.for_workers(workers), epochs)
+            cost = costs.for_workers(workers)
+            predicted = (replay_rung_synchronous(subset, space, workers, seed, cost) if strategy.name == SYNCHRONOUS
+                         else replay_tool(subset, space, strategy, workers, seed, cost, epochs))
             real = real_study(space_file, workers, epochs, strategy.pruner, seed, work)
             chosen = predicted.chosen()
             studies.append({
-                "study": name, "real": real,
+                "study": name, "real": real, "costs": costs_data,
                 "replay": {"wall_s": predicted.wall, "trials": predicted.trials, "pruned": predicted.pruned,
                            "epochs": predicted.epochs, "chosen": chosen[3] if chosen else None,
                            "chosen_valid": chosen[1] if chosen else None},
@@ -653,11 +664,16 @@ def check(epochs: int, seed: int) -> dict[str, Any]:
             print(f"{name}: real {real['wall_s']:.0f} s, replay {predicted.wall:.0f} s "
                   f"({real['wall_s'] / predicted.wall:.2f}x); chosen {real['chosen']} / "
                   f"{chosen[3] if chosen else None}", flush=True)
-    result = {"command": f"python bench/replay.py check --epochs {epochs} --check-seed {seed}", "epochs": epochs,
+    path = ROOT / "bench" / "results" / "replay_check.json"
+    earlier = json.loads(path.read_text())["studies"] if path.is_file() else []
+    ran = {s["study"] for s in studies}
+    studies = [s for s in earlier if s["study"] not in ran] + studies  # each study's latest check
+    result = {"command": f"python bench/replay.py check --epochs {epochs} --check-seed {seed} --studies "
+                         + " ".join(only), "epochs": epochs,
               "seed": seed, "costs": costs_data, "studies": studies,
               "within_15_percent": all(abs(s["real_over_replay"] - 1) <= 0.15 for s in studies),
               "same_configs": all(s["same_config"] for s in studies)}
-    (ROOT / "bench" / "results" / "replay_check.json").write_text(json.dumps(result, indent=1))
+    path.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -832,6 +848,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8])
     parser.add_argument("--partial", action="store_true", help="replay an unfinished table (development)")
     parser.add_argument("--write", action="store_true", help="table: write the blocks into docs/tuning.md")
+    parser.add_argument("--studies", nargs="+", choices=list(CHECK_STUDIES), default=list(CHECK_STUDIES),
+                        help="check: which real studies to run (sync-halving ~15 min, hyperband ~20, grid ~11)")
     parser.add_argument("--costs", type=Path, default=COSTS, help="the costs 'measure' wrote")
     args = parser.parse_args()
     if args.action == "measure":
@@ -839,7 +857,7 @@ def main() -> None:
         print(json.dumps({k: costs[k] for k in ("serial", "parallel", "recbole")}, indent=1))
         return
     if args.action == "check":
-        check(args.epochs, args.check_seed)
+        check(args.epochs, args.check_seed, args.studies)
         return
     if args.action == "table":
         result = json.loads(OUT.read_text())

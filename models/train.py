@@ -22,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None, help="write the best weights here (.pth)")
     parser.add_argument("--result_json", default=None, help="write the full result (history included) as JSON")
     parser.add_argument("--resume_dir", default=None,
-                        help="keep the fit's state here after every epoch; the same command after a stop "
-                             "(Ctrl-C, a killed job) continues from the last finished epoch, exactly")
+                        help="keep the fit's state here (after an epoch, every 30 s at most); the same command "
+                             "after a stop (Ctrl-C, a killed job) continues from the state, exactly")
     parser.add_argument("--quiet", action="store_true", help="print only the final result lines")
     return parser
 

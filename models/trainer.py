@@ -234,8 +234,8 @@ class Trainer:
             resume_dir: Path | None = None) -> TrainResult:
         """Train to early stop (or ``epochs``, or until ``callback`` returns True), then test the best weights.
 
-        ``resume_dir``: keep the fit's state there after every epoch and continue a state of this same
-        computation found there (``models.fit_state``): its epochs go to ``callback`` first, marked
+        ``resume_dir``: keep the fit's state there (``fit_state.SAVE_EVERY_SECONDS``) and continue a state
+        of this same computation found there (``models.fit_state``): its epochs go to ``callback`` first, marked
         ``restored``, and training goes on from the next one. The state is removed when the fit ends on
         its own and kept (``resume_state``) when the callback stopped it."""
         cfg = self.config
@@ -254,6 +254,7 @@ class Trainer:
                     stopped_by_callback = True  # it already ran past here: it stops after them
             stopped_early = loop["bad_evals"] > cfg["stopping_step"]
         resumed_epochs = loop["next_epoch"]
+        saved_at = time.monotonic()
         eval_step = cfg["eval_step"]
         epochs = range(loop["next_epoch"], cfg["epochs"]) if not (stopped_by_callback or stopped_early) else ()
         for epoch in epochs:
@@ -283,9 +284,11 @@ class Trainer:
                                  loop["best_score"], loop["best_epoch"], improved)
             loop["history"].append(asdict(report))
             loop["next_epoch"] = epoch + 1
-            if state_path is not None:  # before the callback: a stop there continues from here
-                fit_state.save(state_path, self, loop, best_state)
-            if callback is not None and callback(report):
+            stop = callback is not None and bool(callback(report))
+            if state_path is not None and (stop or time.monotonic() - saved_at >= fit_state.SAVE_EVERY_SECONDS):
+                fit_state.save(state_path, self, loop, best_state)  # a stop continues from here
+                saved_at = time.monotonic()
+            if stop:
                 stopped_by_callback = True
                 break
             if loop["bad_evals"] > cfg["stopping_step"]:

@@ -64,6 +64,20 @@ def test_sync_halving_ranks_whole_rungs_and_continues_the_best_exactly(workdir: 
         torch.set_num_threads(threads)
 
 
+def test_a_rung_that_ends_at_the_epochs_cap_finishes_its_points(workdir: Path) -> None:
+    """With --epochs 1 the first rung's end is the fit's own end: every point is COMPLETE, none goes on."""
+    (workdir / "h.test").write_text(SPACE)
+    proc = run_hyper(workdir, "--params_file", "h.test", "--no-mlflow", "--epochs=1", "--pruner", "sync-halving",
+                     f"--storage=sqlite:///{workdir / 's.db'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import optuna
+
+    [name] = optuna.get_all_study_names(f"sqlite:///{workdir / 's.db'}")
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 's.db'}").trials
+    assert len(trials) == 9 and all(t.state.name == "COMPLETE" for t in trials)
+    assert "no trial has run to its end" not in proc.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--tool", "ray"], "--pruner sync-halving is Optuna's; with --tool ray use --pruner asha"),
     (["--algo", "tpe"], "--pruner sync-halving ranks every point of a grid at each rung"),

@@ -166,7 +166,10 @@ def objective(trial: optuna.Trial, plan: StudyPlan, store: StudyStore, tracker: 
     import optuna
 
     tic = time.perf_counter()
-    reporter = OptunaReporter(trial, stop_at, trial.user_attrs.get(rungs.RUNG_END_ATTR))
+    rung_end = trial.user_attrs.get(rungs.RUNG_END_ATTR)
+    if rung_end is not None and rung_end >= plan.max_epochs:
+        rung_end = None  # the fit ends there by itself: COMPLETE, not a rung to be ranked at
+    reporter = OptunaReporter(trial, stop_at, rung_end)
     try:
         params = plan.space.to_config_values({name: p.distribution.suggest(trial, name)
                                               for name, p in plan.space.parameters.items()})
