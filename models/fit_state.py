@@ -68,16 +68,21 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def config_digest(config: Config, ignore: frozenset[str] = frozenset()) -> str:
-    """The config by what it computes (``RUNTIME_KEYS`` and ``ignore`` left out): equal digests, equal runs."""
-    values = {k: v for k, v in to_plain(config.to_dict()).items() if k not in RUNTIME_KEYS | ignore}
-    return hashlib.sha256(json.dumps([config.model, values], sort_keys=True, default=str).encode()).hexdigest()[:20]
+def computed_values(config: Config, ignore: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The config's values that decide what it computes (``RUNTIME_KEYS`` and ``ignore`` left out)."""
+    return {k: v for k, v in to_plain(config.to_dict()).items() if k not in RUNTIME_KEYS | ignore}
+
+
+def config_digest(config: Config) -> str:
+    """The config by what it computes: equal digests, equal runs (epochs included)."""
+    text = json.dumps([config.model, computed_values(config)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def fingerprint(config: Config, data: SequentialData, model: Any) -> str:
     """One name for one computation: its config, the data, the weights it starts from, and the code.
     ``model`` must be as built, before any training."""
-    values = {k: v for k, v in to_plain(config.to_dict()).items() if k not in RUNTIME_KEYS | CONTINUABLE_KEYS}
+    values = computed_values(config, CONTINUABLE_KEYS)
     text = json.dumps([FIT_STATE_FORMAT, config.model, values, data.checksum, weights_digest(model),
                        code_digest(model)], sort_keys=True, default=str)  # as written since the first states
     return hashlib.sha256(text.encode()).hexdigest()[:20]

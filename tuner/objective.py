@@ -104,7 +104,6 @@ def run_trial(
     reporter = reporter or NullReporter()
     tracker = tracker or NullTracker()
     tic = time.perf_counter()
-    result = None
     run: TrialRun | None = None
     try:
         config = spec.config(params)

@@ -22,9 +22,9 @@ TOP = 3
 
 
 def seed_plan(plan: StudyPlan, top: Sequence[TrialRecord], first_seed: int, n_seeds: int) -> StudyPlan:
-    """The plan of the seed study for ``top`` (COMPLETE records of the main study). A top config's run
-    with the seed it was searched with is its search trial itself (the same spec, config and seed: the
-    same numbers), so that run is not trained again: it enters the seed study finished (``known``)."""
+    """The plan of the seed study for ``top`` (records of the main study: ``top_records``). A COMPLETE top
+    config's run with the seed it was searched with is its search trial itself (the same config and seed:
+    the same numbers), so that run is not trained again: it enters the seed study finished (``known``)."""
     from models.fit_state import config_digest
 
     seeds = [first_seed + i for i in range(n_seeds)]

@@ -59,11 +59,12 @@ def collect(trials: list[FrozenTrial], plan: StudyPlan) -> list[TrialRecord]:
 
 def snapshot(trials: list[FrozenTrial], plan: StudyPlan) -> StudyProgress:
     retried = retried_numbers(trials)
-    total = len(plan.grid_points()) + len(plan.known) if plan.algo == "grid" else plan.n_trials
-    if plan.pruner == "sync-halving":  # a trial per point and rung (tuner/backends/optuna/rungs.py)
-        from tuner.backends.optuna.rungs import planned_trials
+    from tuner.backends.optuna import rungs  # it reads records: imported here
 
-        total = max(planned_trials(len(plan.grid_points())), len(trials) - len(retried))
+    if plan.pruner == rungs.PRUNER:  # a trial per point and rung
+        total = max(rungs.planned_trials(len(plan.grid_points())), len(trials) - len(retried))
+    else:
+        total = len(plan.grid_points()) + len(plan.known) if plan.algo == "grid" else plan.n_trials
     values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     return StudyProgress(
         total=total, done=counted(trials),
