@@ -75,6 +75,7 @@ def test_a_dead_worker_of_this_host_is_retried_once(plan: StudyPlan) -> None:
     assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
     assert trials[2].params == trials[0].params and "died" in trials[0].user_attrs["error"]
     assert counted(trials) == 0 and remaining(trials, plan) == 2  # a retried failure uses no budget
+    assert trials[2].user_attrs.get("worker") is None  # the copy names no (dead) owner until it is claimed
     store.retry(0, "again")  # already finished: left alone, no second copy
     assert len(store.trials()) == 3
     assert store.claim(2, "me:5")
@@ -154,3 +155,22 @@ def test_a_seed_run_is_reused_only_when_it_is_the_very_same_computation(plan: St
     other = dc.replace(same, config_digest=config_digest(longer.config(params)))
     assert not seed_plan(plan, [other], 2020, 3).known  # other overrides: trained again
     assert not seed_plan(plan, [dc.replace(same, config_digest=None)], 2020, 3).known  # a study from before
+
+
+def test_a_trial_claimed_by_a_worker_killed_before_it_wrote_its_name_is_retried(
+        plan: StudyPlan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL between a claim's two writes leaves a RUNNING trial that names no owner (seen in CI: the
+    resumed study waited for it forever). Young, it may be a claim in progress; old, it is retried."""
+    from optuna.trial import TrialState as OptunaState
+
+    from tuner.backends.optuna import storage
+
+    store = StudyStore.open(plan, create=True)
+    assert store.storage.set_trial_state_values(store.trial_id(0), state=OptunaState.RUNNING)  # first write only
+    assert store.orphan_seconds() == storage.ORPHAN_SECONDS
+    assert store.reap_dead() == 0  # a claim may be between its writes right now
+    monkeypatch.setattr(storage, "ORPHAN_SECONDS", 0.0)
+    assert store.reap_dead() == 1 and store.reap_dead() == 0
+    trials = store.trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
+    assert trials[2].params == trials[0].params and "before it wrote its name" in trials[0].user_attrs["error"]

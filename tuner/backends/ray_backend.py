@@ -35,9 +35,9 @@ NUMBER = "optuna_trial"  # the Optuna trial number, passed to the trainable in i
 
 def define_space(trial: Any, space: SearchSpace, driver: str) -> dict[str, Any]:
     """OptunaSearch's define-by-run space: sample (or take the queued point), and say who runs it."""
+    trial.set_user_attr(WORKER_ATTR, driver)  # first: a driver that dies leaves its trials to be retried
     for name, param in space.parameters.items():
         param.distribution.suggest(trial, name)
-    trial.set_user_attr(WORKER_ATTR, driver)  # a driver that dies leaves its trials to be retried
     return {NUMBER: trial.number}
 
 

@@ -6,11 +6,14 @@ creates the study, as WAITING trials, and a trial is claimed by moving it WAITIN
 the database does atomically (two workers, or two hosts on one PostgreSQL, never run one point twice).
 A trial whose worker died is failed and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``:
 at once when the worker was a process of this host (``reap_dead``), after Optuna's heartbeat grace
-period otherwise.
+period otherwise. A claim is two writes (RUNNING, then the owner) and SIGKILL cannot be deferred; a
+RUNNING trial left without an owner is retried once it is ``ORPHAN_SECONDS`` old (the grace period on a
+server storage, whose clocks are other hosts').
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import time
@@ -34,6 +37,7 @@ SPACE_ATTR = "seqtune:space"  # what the study was created for: a resumed run mu
 READY_ATTR = "seqtune:grid_ready"  # set once the creator has queued every grid point
 WORKER_ATTR = "worker"  # host:pid of the process running a trial (TrialRecord.worker)
 RUN_ATTRS = ("error", "resumed_epochs", "resume_state")  # a record's attributes that are None when not set
+ORPHAN_SECONDS = 10.0  # a claim's two writes take milliseconds; an ownerless RUNNING trial this old is orphaned
 
 
 def storage_url(url: str) -> str:
@@ -239,17 +243,35 @@ class StudyStore:
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         RetryHeartbeatStaleTrialCallback()(self.study, self.storage.get_trial(self.trial_id(number)))
+        copy = self.study.get_trials(deepcopy=False)[-1]  # Optuna appends it; ours unless another host queued since
+        if copy.system_attrs.get("retry_history", [None])[-1] == number and copy.user_attrs.get(WORKER_ATTR):
+            self.storage.set_trial_user_attr(copy._trial_id, WORKER_ATTR, None)  # no dead owner for a claim to inherit
 
     def reap_dead(self) -> int:
-        """Retry the RUNNING trials of this host whose process is gone; returns how many."""
+        """Retry the RUNNING trials whose worker is gone: a process of this host that died, or no owner
+        at all once the trial is older than a claim can be (its claimer was killed between the writes);
+        returns how many."""
         host = socket.gethostname()
+        orphan_before = datetime.datetime.now() - datetime.timedelta(seconds=self.orphan_seconds())
         reaped = 0
         for trial in self.trials([TrialState.RUNNING]):
-            owner_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+            owner = trial.user_attrs.get(WORKER_ATTR)
+            owner_host, _, pid = str(owner or "").rpartition(":")
             if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-                self.retry(trial.number, f"worker {owner_host}:{pid} died; queued again")
-                reaped += 1
+                self.retry(trial.number, f"worker {owner} died; queued again")
+            elif owner is None and trial.datetime_start is not None and trial.datetime_start < orphan_before:
+                self.retry(trial.number, "claimed by a worker that died before it wrote its name; queued again")
+            else:
+                continue
+            reaped += 1
         return reaped
+
+    def orphan_seconds(self) -> float:
+        """How old an ownerless RUNNING trial must be to be retried: ``ORPHAN_SECONDS`` on one host's
+        sqlite file, the heartbeat grace period where other hosts (and their clocks) share the study."""
+        if str(self.storage.url).startswith("sqlite"):
+            return ORPHAN_SECONDS
+        return float(self.storage.grace_period or 60)
 
     def retry_own(self, reason: str) -> int:
         """Retry the RUNNING trials of this very process (its run was interrupted); returns how many."""
