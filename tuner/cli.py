@@ -23,6 +23,7 @@ from typing import Any
 
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
+from tuner.interrupts import redeliver_swallowed_interrupts
 from tuner.reporting.progress import ProgressCallback, ProgressDisplay, StudyProgress, format_duration
 from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
@@ -36,6 +37,7 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():  # `kill`, `docker stop`: stop as Ctrl-C does
         signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+        redeliver_swallowed_interrupts()
     from tuner.leaderboard import model_list, run_leaderboard
 
     models = model_list(sys.argv[1:] if argv is None else argv)

@@ -35,6 +35,7 @@ from tuner.backends.optuna.storage import (
     storage_url,
     this_worker,
 )
+from tuner.interrupts import redeliver_swallowed_interrupts
 from tuner.objective import Reporter, run_trial, warm_up
 from tuner.trial import TrialState, failure_message
 
@@ -101,15 +102,25 @@ def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends. A claim is two storage writes (RUNNING, then the
     owner); an interrupt between them would leave a RUNNING trial that no one owns, so neither this
     process's cleanup nor the next run's reaping would queue it again. Delivered on exit, the signal
-    interrupts a trial that has its owner."""
+    interrupts a trial that has its owner. Held at the handlers, not with the thread's signal mask: a
+    signal sent to the process may reach any of its threads (Optuna's heartbeat, the progress poller),
+    and an interrupt re-delivered by ``tuner.interrupts`` never passes the mask."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held: list[int] = []
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in before.items():
+        if handler not in (signal.SIG_IGN, None):  # None: a handler not set from Python, left alone
+            signal.signal(signum, lambda number, frame: held.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in before.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        for signum in held:
+            signal.raise_signal(signum)  # its own handler runs now, after the block
 
 
 def defer_signals_in_tell() -> None:
@@ -273,6 +284,7 @@ def install_interrupt_handlers() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
+    redeliver_swallowed_interrupts()
 
 
 def worker_process(plan: StudyPlan, deadline: float | None, parent: int) -> None:

@@ -1,0 +1,74 @@
+"""An interrupt that lands in a finalizer (seen in the suite: SQLAlchemy's weakref callback during a
+worker's Ctrl-C, printed as a traceback and then ignored) is raised again in the main thread."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import time
+{install}
+class Finalized:
+    def __del__(self):
+        raise KeyboardInterrupt  # as a Ctrl-C arriving while the collector runs a callback
+try:
+    Finalized()  # collected at once: the interrupt is raised inside its finalizer
+    deadline = time.time() + 2  # the work that goes on (a trial's epochs)
+    while time.time() < deadline:
+        pass
+    print("lost")
+except KeyboardInterrupt:
+    print("delivered")
+"""
+
+
+@pytest.mark.parametrize(("install", "expected"), [
+    ("from tuner.interrupts import redeliver_swallowed_interrupts; redeliver_swallowed_interrupts()", "delivered"),
+    ("", "lost"),  # what Python does by itself: the interrupt is printed as ignored and the code goes on
+])
+def test_an_interrupt_swallowed_by_a_finalizer_is_delivered_again(install: str, expected: str) -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT.format(install=install)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == expected, (done.stdout, done.stderr)
+    assert ("Traceback" in done.stderr) == (expected == "lost")
+
+
+@pytest.mark.parametrize("send", ["kill from another thread", "interrupt_main"])
+def test_a_claim_holds_ctrl_c_until_it_ends_whichever_thread_receives_it(send: str) -> None:
+    """A process-directed signal may land on any thread, and a re-delivered interrupt never passes a
+    signal mask: the claim's two writes must still not be split (seen in the suite: a RUNNING trial with
+    no owner after Ctrl-C)."""
+    import _thread
+    import os
+    import signal
+    import threading
+    import time
+
+    from tuner.backends.optuna.worker import signals_deferred
+
+    def interrupt() -> None:
+        if send == "interrupt_main":
+            _thread.interrupt_main(signal.SIGINT)
+        else:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    steps = []
+    go = threading.Event()
+    sender = threading.Thread(target=lambda: (go.wait(), interrupt()))  # started outside: no mask inherited
+    sender.start()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                go.set()
+                sender.join()
+                time.sleep(0.05)  # the handler has had every chance to run here
+                steps.append("both writes done")
+            time.sleep(1)  # delivered on the way out of the block, before this ends
+            steps.append("after")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert steps == ["both writes done"]
