@@ -72,3 +72,10 @@ def test_a_claim_holds_ctrl_c_until_it_ends_whichever_thread_receives_it(send: s
     finally:
         signal.signal(signal.SIGINT, previous)
     assert steps == ["both writes done"]
+
+
+def test_a_clean_up_that_hangs_prints_every_threads_stack() -> None:
+    script = ("import time\nfrom tuner import interrupts\ninterrupts.STUCK_SECONDS = 0.5\n"
+              "interrupts.report_if_stuck()\ndef stuck_in_clean_up():\n    time.sleep(3)\nstuck_in_clean_up()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "stuck_in_clean_up" in done.stderr, done.stderr

@@ -23,7 +23,7 @@ from typing import Any
 
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
-from tuner.interrupts import redeliver_swallowed_interrupts
+from tuner.interrupts import redeliver_swallowed_interrupts, report_if_stuck
 from tuner.reporting.progress import ProgressCallback, ProgressDisplay, StudyProgress, format_duration
 from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
@@ -193,6 +193,7 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
     try:
         records, interrupted = backend.run(plan, lambda snap: (display(snap), follow(snap))), False
     except KeyboardInterrupt:
+        report_if_stuck()
         records, interrupted = backend.collect(plan), True
     finally:
         display.close()

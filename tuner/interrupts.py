@@ -46,3 +46,14 @@ def _redeliver(unraisable: Any) -> None:
 def redeliver_swallowed_interrupts() -> None:
     """Install the hook (idempotent): an interrupt swallowed by a finalizer is raised again."""
     sys.unraisablehook = _redeliver
+
+
+STUCK_SECONDS = 90.0  # an interrupted study writes its results in seconds; this long means a lock is stuck
+
+
+def report_if_stuck() -> None:
+    """After an interrupt: should the clean-up still run ``STUCK_SECONDS`` later, print every thread's
+    stack to stderr (a hang there has been seen once under load and never reproduced; this names it)."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(STUCK_SECONDS, exit=False, file=sys.stderr)

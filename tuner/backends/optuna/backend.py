@@ -15,6 +15,7 @@ from tuner.backends.base import Backend, StudyPlan
 from tuner.backends.optuna.records import snapshot
 from tuner.backends.optuna.storage import StudyStore
 from tuner.backends.optuna.worker import lock_path, run_worker, worker_process
+from tuner.interrupts import report_if_stuck
 from tuner.reporting.progress import ProgressCallback, ProgressPoller
 from tuner.trial import TrialRecord, TrialState
 
@@ -30,6 +31,7 @@ class OptunaBackend(Backend):
                     try:
                         run_worker(plan, deadline, store)
                     except KeyboardInterrupt:  # between trials: a trial claimed but not started yet
+                        report_if_stuck()
                         store.retry_own("interrupted; queued again for the resume")
                         raise
                 else:
@@ -50,6 +52,7 @@ class OptunaBackend(Backend):
             for process in processes:
                 process.join()
         except KeyboardInterrupt:
+            report_if_stuck()
             for process in processes:  # a terminal's Ctrl-C reached them too; a signal sent to us alone did not
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGTERM)
