@@ -94,6 +94,9 @@ class ProgressDisplay:
             self._drawn = False
 
 
+JOIN_SECONDS = 10.0  # a poll is one storage read; the poller thread is a daemon, left behind if stuck
+
+
 class ProgressPoller:
     """Calls ``progress(snapshot())`` once a second in a thread, and once more when stopped."""
 
@@ -110,7 +113,7 @@ class ProgressPoller:
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self._stop.set()
-            self._thread.join()
+            self._thread.join(timeout=JOIN_SECONDS)  # a poll stuck on the storage must not hold the exit
             with contextlib.suppress(Exception):  # the storage may be gone on the way out
                 self.progress(self.snapshot())
 
