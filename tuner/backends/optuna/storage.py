@@ -13,6 +13,7 @@ server storage, whose clocks are other hosts').
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import socket
@@ -242,10 +243,10 @@ class StudyStore:
         copy records which trial it retries; ``records.retried_numbers`` reads that back)."""
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        RetryHeartbeatStaleTrialCallback()(self.study, self.storage.get_trial(self.trial_id(number)))
-        copy = self.study.get_trials(deepcopy=False)[-1]  # Optuna appends it; ours unless another host queued since
-        if copy.system_attrs.get("retry_history", [None])[-1] == number and copy.user_attrs.get(WORKER_ATTR):
-            self.storage.set_trial_user_attr(copy._trial_id, WORKER_ATTR, None)  # no dead owner for a claim to inherit
+        original = copy.copy(self.storage.get_trial(self.trial_id(number)))
+        # the copy takes every attribute but the owner: a claim of it never names a dead worker
+        original.user_attrs = {k: v for k, v in original.user_attrs.items() if k != WORKER_ATTR}
+        RetryHeartbeatStaleTrialCallback()(self.study, original)
 
     def reap_dead(self) -> int:
         """Retry the RUNNING trials whose worker is gone: a process of this host that died, or no owner
