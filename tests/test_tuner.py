@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 import signal
 import sqlite3
@@ -189,6 +190,13 @@ def _running_attrs(db: Path) -> list:
                             "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING'").fetchall()
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (Linux: the SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
 def _start_and_wait(workdir: Path, args: list[str], db: Path) -> subprocess.Popen:
     """Start a study and return once at least one trial finished while another runs. It starts as from a
     terminal, with SIGINT at its default even when the test runner ignores it (a suite run with `&`)."""
@@ -261,6 +269,9 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
     args = ["--params_file", "h.test", "--epochs=40", "--stopping_step=100", f"--storage=sqlite:///{db}",
             "--study-name", "ctrlc", "--workers", workers, "--no-mlflow", "--tool", tool]
     victim = _start_and_wait(workdir, args, db)
+    if tool == "optuna" and workers == "2":  # forks of the driver's fork server: their own handlers, as spawned
+        pids = [int(json.loads(v).rsplit(":", 1)[1]) for _, key, v in _running_attrs(db) if key == "worker"]
+        assert pids and all(_catches(pid, signal.SIGINT) and _catches(pid, signal.SIGTERM) for pid in pids)
     victim.send_signal(signal.SIGINT)
     _, err = victim.communicate(timeout=120)
     assert victim.returncode == 130, err
@@ -278,13 +289,13 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
 
 
 def test_workers_ignore_ctrl_c_when_their_driver_was_started_ignoring_it() -> None:
-    """`nohup run_hyper.py ... &` in a script starts the driver with SIGINT ignored, and a spawned worker
-    inherits that. A worker that stopped on a SIGINT its driver ignores was replaced by the driver's next
-    worker (found with bench/s3rec_two_workers.py): the worker now keeps ignoring it; SIGTERM (the
-    driver's stop) always stops it. (Without the inherited SIG_IGN, Ctrl-C stops workers: the ctrl_c
-    tests above.)"""
-    code = ("import signal; from tuner.backends.optuna.worker import _interrupt_once, install_interrupt_handlers; "
-            "install_interrupt_handlers(); "
+    """`nohup run_hyper.py ... &` in a script starts the driver with SIGINT ignored, and it tells its
+    workers (forks of a server that ignores SIGINT, so they cannot tell from what they inherit). A worker
+    that stopped on a SIGINT its driver ignores was replaced by the driver's next worker (found with
+    bench/s3rec_two_workers.py): the worker now keeps ignoring it; SIGTERM (the driver's stop) always
+    stops it. (A driver at SIGINT's default gets workers that stop on Ctrl-C: the ctrl_c tests above.)"""
+    code = ("import signal; from tuner.backends.optuna.worker import _interrupt_once, install_interrupt_handlers, "
+            "sigint_ignored; install_interrupt_handlers(sigint_ignored()); "
             "print(*(signal.getsignal(s) is _interrupt_once for s in (signal.SIGINT, signal.SIGTERM)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)).stdout.split()

@@ -89,6 +89,10 @@ def tune(request: StudyRequest) -> TuneOutcome:
     show_notes(request)
     if request.mlflow_uri:  # MLflow's import takes seconds: overlap it with the study's set-up
         threading.Thread(target=importlib.import_module, args=("mlflow.tracking",), daemon=True).start()
+    if request.tool == "optuna" and request.workers > 1 and not request.dry_run:  # the same for the workers'
+        from tuner.backends.optuna.backend import start_worker_server
+
+        start_worker_server(tracking=request.mlflow_uri is not None)
     plan = make_plan(request)
     seconds_per_trial, plan_lines = None, [
         f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
@@ -174,7 +178,7 @@ def make_backend(request: StudyRequest) -> Backend:
                           storage_path=ray.storage_path, reuse_actors=ray.reuse_actors)
     from tuner.backends.optuna.backend import OptunaBackend
 
-    return OptunaBackend()
+    return OptunaBackend(tracking=request.mlflow_uri is not None)
 
 
 def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float | None = None,

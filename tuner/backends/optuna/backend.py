@@ -8,19 +8,53 @@ import os
 import signal
 import sys
 import time
+from multiprocessing.context import BaseContext
 
 from models.errors import SeqtuneError
 from models.utils import file_lock
 from tuner.backends.base import Backend, StudyPlan
 from tuner.backends.optuna.records import snapshot
 from tuner.backends.optuna.storage import StudyStore
-from tuner.backends.optuna.worker import lock_path, run_worker, worker_process
+from tuner.backends.optuna.worker import lock_path, run_worker, sigint_ignored, worker_process
 from tuner.interrupts import report_if_stuck
 from tuner.reporting.progress import ProgressCallback, ProgressPoller
 from tuner.trial import TrialRecord, TrialState
 
+# What every worker imports before its first trial: torch, the torch._dynamo its first optimizer
+# imports, Optuna and the trainer (~6 s of one core), and MLflow when the study is tracked (~2 s).
+# The first keeps a terminal's Ctrl-C during the others from killing the server (the driver stops
+# anyway; the workers it forks set their own handlers).
+WORKER_IMPORTS = ("tuner.backends.optuna.server_ignores_sigint", "torch", "torch._dynamo", "optuna", "models.trainer",
+                  "tuner.backends.optuna.worker")
+TRACKING_IMPORTS = ("mlflow.tracking", "tuner.tracking.mlflow_tracker")
+
+
+def worker_context(tracking: bool = False) -> BaseContext:
+    """Workers are forks of one fork server per driver that has made these imports once, started while
+    the driver still sets up (``start_worker_server``): each worker is ready at once instead of paying
+    them again, a later phase of the same command (``--seeds``, the leaderboard's next model) forks from
+    the same server, and the imported pages are shared. The server only imports (no thread pool exists
+    yet to break on fork) and exits with the driver. Spawn where there is no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*WORKER_IMPORTS, *(TRACKING_IMPORTS if tracking else ())])
+    return context
+
+
+def start_worker_server(tracking: bool) -> None:
+    """Start the workers' fork server now (the CLI, before its plan), so that its imports run beside
+    the driver's set-up; the first worker would start it otherwise."""
+    from multiprocessing import forkserver
+
+    if worker_context(tracking).get_start_method() == "forkserver":
+        forkserver.ensure_running()
+
 
 class OptunaBackend(Backend):
+    def __init__(self, tracking: bool = False) -> None:
+        self.tracking = tracking  # the workers will import MLflow: their fork server imports it first
+
     def run(self, plan: StudyPlan, progress: ProgressCallback | None = None) -> list[TrialRecord]:
 
         store = self.opened()
@@ -43,8 +77,8 @@ class OptunaBackend(Backend):
         return self.collect(plan)
 
     def _run_processes(self, plan: StudyPlan, deadline: float | None) -> None:
-        context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=worker_process, args=(plan, deadline, os.getpid()), daemon=False)
+        context = worker_context(self.tracking)
+        processes = [context.Process(target=worker_process, args=(plan, deadline, sigint_ignored()), daemon=False)
                      for _ in range(plan.workers)]
         for process in processes:
             process.start()

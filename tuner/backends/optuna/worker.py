@@ -261,36 +261,46 @@ def _interrupt_once(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent() -> None:
     """A worker must not outlive its driver (``kill -9`` of the driver would leave it running a study
-    nobody supervises): the kernel kills it when the parent dies (Linux's PR_SET_PDEATHSIG), and a
-    watchdog thread does the same where that is missing or the parent died before the request. Its
-    trial stays RUNNING, and the next run of the command retries it (its process is gone)."""
+    nobody supervises). The kernel kills it when its parent dies (Linux's PR_SET_PDEATHSIG; the parent is
+    the driver's fork server, which exits with the driver), and a watchdog thread waits on the driver's
+    end of the pipe multiprocessing keeps open for its life (``parent_process()``'s sentinel: no pid to
+    reuse, no polling) where prctl is missing. Its trial stays RUNNING, and the next run retries it."""
+    import multiprocessing
+
     with contextlib.suppress(AttributeError, OSError):  # no prctl: the watchdog alone
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    driver = multiprocessing.parent_process()
+    if driver is None:  # not started by multiprocessing
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+        driver.join()  # returns once the driver has exited or died
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
 
-def install_interrupt_handlers() -> None:
+def install_interrupt_handlers(keep_sigint_ignored: bool) -> None:
     """A worker stops on SIGTERM (the driver) and on SIGINT (a terminal's Ctrl-C reaches the whole
-    process group), unless it was started with SIGINT ignored: then the driver ignores it too (``nohup``,
-    ``cmd &`` in a script), so a worker that stopped would only be replaced by the driver's next one."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, _interrupt_once)
+    process group), unless its driver ignores SIGINT (``nohup``, ``cmd &`` in a script): then it does
+    too, or a worker that stopped would only be replaced by the driver's next one. The driver says which
+    (``sigint_ignored()``): a worker forked by the fork server cannot tell from what it inherits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN if keep_sigint_ignored else _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
     redeliver_swallowed_interrupts()
 
 
-def worker_process(plan: StudyPlan, deadline: float | None, parent: int) -> None:
-    """Entry point of a worker process (spawned by the Optuna backend)."""
-    install_interrupt_handlers()
-    die_with_parent(parent)
+def sigint_ignored() -> bool:
+    """Whether this process was started with SIGINT ignored (``nohup``, ``cmd &`` in a script)."""
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def worker_process(plan: StudyPlan, deadline: float | None, keep_sigint_ignored: bool) -> None:
+    """Entry point of a worker process (started by the Optuna backend)."""
+    install_interrupt_handlers(keep_sigint_ignored)
+    die_with_parent()
     try:
         run_worker(plan, deadline)
     except KeyboardInterrupt:
