@@ -43,12 +43,17 @@ def synthetic_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tensor caches go to a temp dir; the fetched ml-100k files are shared across tests."""
+    """Tensor caches go to a temp dir. Shared across tests: the fetched ml-100k files, and MLflow's
+    migrated empty store (``prepare_sqlite_store``'s template, made by the first test that tracks: the
+    migration chain takes seconds in every test that tracks otherwise; test_tracking builds one afresh)."""
     shared = os.environ.get("SEQTUNE_TEST_DATA_CACHE", str(Path.home() / ".cache" / "seqtune"))
     cache = tmp_path_factory.mktemp("cache")
     (cache / "datasets").symlink_to(Path(shared) / "datasets", target_is_directory=True) if (
         Path(shared) / "datasets"
     ).exists() else None
+    mlflow_schema = tmp_path_factory.getbasetemp() / "mlflow-schema"
+    mlflow_schema.mkdir(exist_ok=True)
+    (cache / "mlflow").symlink_to(mlflow_schema, target_is_directory=True)
     monkeypatch.setenv("SEQTUNE_CACHE", str(cache))
     from models.data import sequential
 
