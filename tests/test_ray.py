@@ -125,11 +125,11 @@ def _stop_head(temp_dir: Path, group: int) -> None:
         pid, pgid, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (*line.split(None, 1), "")
         if int(pid) != os.getpid() and (int(pgid) == group or str(temp_dir) in args):
             pids.append(int(pid))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
+    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 15)):  # some of the head's daemons outwait a
+        for pid in pids:                                               # SIGTERM by 15 s: nothing here to keep
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.time() + 15
+        deadline = time.time() + grace
         while time.time() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.5)
     shutil.rmtree(temp_dir, ignore_errors=True)
