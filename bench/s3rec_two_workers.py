@@ -29,31 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from procmem import memory_mb, process_tree  # noqa: E402
+
 OUT = ROOT / "bench" / "results" / "s3rec_two_workers.json"
-
-
-def tree_rss_mb(root: int) -> dict[int, float]:
-    """RSS of ``root`` and all its descendants, by pid."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid = int(entry.name)
-        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
-        if "VmRSS" in fields:
-            rss[pid] = int(fields["VmRSS"].split()[0]) / 1024
-    out, stack = {}, [root]
-    while stack:
-        pid = stack.pop()
-        out[pid] = rss.get(pid, 0.0)
-        stack.extend(children.get(pid, []))
-    return out
 
 
 def run(space: Path, seconds: float, low_memory: bool) -> dict:
@@ -77,7 +56,7 @@ def run(space: Path, seconds: float, low_memory: bool) -> dict:
                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             peak_total, peak_by_pid, samples, tic = 0.0, {}, [], time.perf_counter()
             while study.poll() is None and time.perf_counter() - tic < seconds:
-                by_pid = tree_rss_mb(study.pid)
+                by_pid = {pid: memory_mb(pid) for pid in process_tree(study.pid)}
                 total = sum(by_pid.values())
                 peak_total = max(peak_total, total)
                 for pid, value in by_pid.items():

@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procmem import memory_mb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -143,7 +146,7 @@ def watched(command: list[str], env: dict[str, str], out: Path, rss_limit_mb: fl
     child = subprocess.Popen(command, cwd=ROOT, env=env)
     high, stopped = 0.0, None
     while child.poll() is None:
-        rss = rss_mb(child.pid)
+        rss = memory_mb(child.pid)
         high = max(high, rss)
         elapsed = time.perf_counter() - tic
         if rss > rss_limit_mb or elapsed > timeout_s:
@@ -157,16 +160,6 @@ def watched(command: list[str], env: dict[str, str], out: Path, rss_limit_mb: fl
         return {"stopped": stopped or f"exit code {child.returncode}", "seconds": time.perf_counter() - tic,
                 "peak_rss_mb": high}
     return json.loads(out.read_text())
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def stage_command(tool: str, stage: str, model: str, dataset: str, args: argparse.Namespace, out: Path,

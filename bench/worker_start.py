@@ -31,6 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from procmem import memory_mb, process_tree  # noqa: E402
+
 OUT = ROOT / "bench" / "results" / "worker_start.json"
 METHODS = ("spawn", "forkserver")
 
@@ -45,33 +48,6 @@ from tuner.cli import main
 sys.argv = ["run_hyper.py", *sys.argv[1:]]
 run_cli(main)
 """
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def pss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def one_run(method: str, epochs: int, work: Path) -> dict:
@@ -89,7 +65,7 @@ def one_run(method: str, epochs: int, work: Path) -> dict:
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], sum(pss_mb(pid) for pid in descendants(proc.pid)))
+            peak[0] = max(peak[0], sum(memory_mb(pid, "Pss") for pid in process_tree(proc.pid)))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample)
