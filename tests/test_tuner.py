@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -286,6 +287,41 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
     proc = run_hyper(workdir, *args)
     assert proc.returncode == 0, proc.stderr
     _assert_finished_once(workdir, db, 4)
+
+
+def test_a_terminal_ctrl_c_while_the_workers_fork_server_imports_stops_cleanly(workdir: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the foreground group: the driver, and the workers'
+    fork server while it still imports torch (it starts before the plan). The driver stops as
+    interrupted, and the server neither prints a traceback nor outlives it."""
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
+    command = hyper_command(workdir, "--params_file", "h.test", "--epochs=2", "--workers", "2", "--no-mlflow",
+                            f"--storage=sqlite:///{workdir / 's.db'}")
+    driver = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=hyper_env(), start_new_session=True,  # its own group, as a terminal's job
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert driver.stderr is not None
+    first = driver.stderr.readline()  # printed just after the fork server was started
+    assert first.startswith("study '"), first
+    time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130 and "Traceback" not in err, err
+    deadline = time.time() + 15
+    while time.time() < deadline and _group_alive(driver.pid):
+        time.sleep(0.2)
+    assert not _group_alive(driver.pid)  # the fork server (and multiprocessing's resource tracker) exited
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (a zombie waiting for init to reap it does not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == group and state != "Z":
+            return True
+    return False
 
 
 def test_workers_ignore_ctrl_c_when_their_driver_was_started_ignoring_it() -> None:
