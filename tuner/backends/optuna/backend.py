@@ -32,9 +32,10 @@ TRACKING_IMPORTS = ("mlflow.tracking", "tuner.tracking.mlflow_tracker")
 def worker_context(tracking: bool = False) -> BaseContext:
     """Workers are forks of one fork server per driver that has made these imports once, started while
     the driver still sets up (``start_worker_server``): each worker is ready at once instead of paying
-    them again, a later phase of the same command (``--seeds``, the leaderboard's next model) forks from
-    the same server, and the imported pages are shared. The server only imports (no thread pool exists
-    yet to break on fork) and exits with the driver. Spawn where there is no fork server (Windows)."""
+    them again, and a later phase of the same command (``--seeds``, the leaderboard's next model) forks
+    from the same server. The server only imports (no thread pool exists yet to break on fork) and exits
+    with the driver; its forks see the environment the driver had when it started the server. Spawn
+    where there is no fork server (Windows)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
