@@ -107,6 +107,43 @@ def test_a_silent_foreign_worker_is_retried_after_the_grace_period(plan: StudyPl
     assert [t.state.name for t in store.trials()] == ["FAIL", "WAITING", "WAITING"]
 
 
+def test_a_failed_heartbeat_is_reported_in_one_line_and_the_next_one_is_recorded(
+        plan: StudyPlan, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Optuna's own heartbeat thread, over our storage: its first beat fails as a locked database does
+    inside Optuna's session; the thread lives on and the next beat is stored."""
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+    from optuna.storages import RDBStorage
+    from optuna.storages._heartbeat import HeartbeatThread
+    from sqlalchemy.exc import OperationalError
+
+    quick = dataclasses.replace(plan, heartbeat_seconds=1, study_name="beat")
+    store = StudyStore.open(quick, create=True)
+    assert store.claim(0, "me:1")
+    beats: list[int] = []
+    record = RDBStorage.record_heartbeat
+
+    def first_fails(self: RDBStorage, trial_id: int) -> None:
+        beats.append(trial_id)
+        if len(beats) == 1:
+            locked = OperationalError("UPDATE trial_heartbeats", {}, sqlite3.OperationalError("database is locked"))
+            raise StorageInternalError("An exception is raised during the commit.") from locked
+        record(self, trial_id)
+
+    monkeypatch.setattr(RDBStorage, "record_heartbeat", first_fails)
+    beating = HeartbeatThread(store.trial_id(0), store.storage)
+    beating.start()
+    deadline = time.time() + 10
+    while len(beats) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    beating.join()
+    assert len(beats) >= 2 and store.storage._get_stale_trial_ids(store.study._study_id) == []  # noqa: SLF001
+    err = capsys.readouterr().err
+    assert "heartbeat of trial id 1 was not recorded (OperationalError: " in err and "database is locked" in err
+    assert "Traceback" not in err
+
+
 def test_a_live_foreign_worker_is_waited_for_not_duplicated(workdir: Path, plan: StudyPlan) -> None:
     store = StudyStore.open(plan, create=True)
     assert store.claim(0, "elsewhere:1")  # another host runs point 0, with a live heartbeat

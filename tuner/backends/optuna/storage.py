@@ -59,9 +59,12 @@ def this_worker() -> str:
 
 
 def make_storage(url: str, heartbeat: tuple[int, int] | None) -> Any:
-    """Optuna's RDBStorage; ``heartbeat`` = (interval, grace period) in seconds, for ``study.optimize``."""
+    """Optuna's RDBStorage (whose heartbeat outlives a failed beat); ``heartbeat`` = (interval, grace
+    period) in seconds, for ``study.optimize``."""
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    from tuner.backends.optuna.heartbeat_storage import SteadyHeartbeatStorage
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress, records and summary report trials
@@ -70,8 +73,9 @@ def make_storage(url: str, heartbeat: tuple[int, int] | None) -> Any:
     interval, grace = heartbeat or (None, None)
     for attempt in range(5):  # processes starting together race to create Optuna's tables: retry
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+            return SteadyHeartbeatStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
+                                          grace_period=grace,
+                                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
         except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
             text = str(exc).lower()
             if attempt == 4 or ("duplicate" not in text and "already exists" not in text):
