@@ -264,9 +264,9 @@ def _interrupt_once(signum: int, frame: Any) -> None:
 def die_with_parent() -> None:
     """A worker must not outlive its driver (``kill -9`` of the driver would leave it running a study
     nobody supervises). The kernel kills it when its parent dies (Linux's PR_SET_PDEATHSIG; the parent is
-    the driver's fork server, which exits with the driver), and a watchdog thread waits on the driver's
+    the driver's fork server, which exits with the driver). A watchdog thread also waits on the driver's
     end of the pipe multiprocessing keeps open for its life (``parent_process()``'s sentinel: no pid to
-    reuse, no polling) where prctl is missing. Its trial stays RUNNING, and the next run retries it."""
+    reuse, no polling), for where prctl is missing. Its trial stays RUNNING; the next run retries it."""
     import multiprocessing
 
     with contextlib.suppress(AttributeError, OSError):  # no prctl: the watchdog alone
