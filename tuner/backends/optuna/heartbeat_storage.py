@@ -3,7 +3,7 @@
 
 Optuna's heartbeat thread stops at the first exception of a beat and prints its traceback: a
 server's dropped connection, or a database error while an interrupted worker's clean-up writes (seen
-once in about ten Ctrl-C test runs with two workers on sqlite, cause not captured). The trial then
+twice in about ten Ctrl-C test runs with two workers on sqlite, cause not captured). The trial then
 runs on without heartbeats, and after the grace period every other host takes it for dead and
 retries it while it still runs. Here a failed beat is one line on stderr naming its cause, and the
 next interval beats again.
