@@ -70,8 +70,8 @@ def embedding_and_gru_init(module: nn.Module) -> None:
     if isinstance(module, nn.Embedding):
         nn.init.xavier_normal_(module.weight)
     elif isinstance(module, nn.GRU):
-        nn.init.xavier_uniform_(module.weight_hh_l0)
-        nn.init.xavier_uniform_(module.weight_ih_l0)
+        nn.init.xavier_uniform_(module.get_parameter("weight_hh_l0"))
+        nn.init.xavier_uniform_(module.get_parameter("weight_ih_l0"))
 
 
 def bpr_loss(pos_score: torch.Tensor, neg_score: torch.Tensor, gamma: float = 1e-10) -> torch.Tensor:

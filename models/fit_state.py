@@ -100,7 +100,7 @@ def capture_rng(trainer: Trainer) -> dict[str, Any]:
         "python": torch.tensor(internal, dtype=torch.int64),
         "python_version": version,
         "python_gauss": gauss,
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "torch": torch.get_rng_state(),
         "shuffle": trainer.shuffler.generator.get_state(),

@@ -194,8 +194,13 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
     tic = time.monotonic()
     if plan.budget and plan.timeout is not None and started is not None:
         plan.timeout = max(1.0, plan.timeout - (tic - started))
+
+    def progress(snap: StudyProgress) -> None:
+        display(snap)
+        follow(snap)
+
     try:
-        records, interrupted = backend.run(plan, lambda snap: (display(snap), follow(snap))), False
+        records, interrupted = backend.run(plan, progress), False
     except KeyboardInterrupt:
         report_if_stuck()
         records, interrupted = backend.collect(plan), True

@@ -142,6 +142,8 @@ def run_trial(
                for h in result.history],
     )
     record.seconds = round(time.perf_counter() - tic, 3)
-    artifacts = {"checkpoint": checkpoint} if spec.log_checkpoints and checkpoint and checkpoint.is_file() else None
+    artifacts: dict[str, Path | str] | None = None
+    if spec.log_checkpoints and checkpoint is not None and checkpoint.is_file():
+        artifacts = {"checkpoint": checkpoint}
     run.finish(record.state, record.attrs(), artifacts)
     return record

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -113,7 +114,7 @@ void bernoulli_fill(uint8_t *state, int64_t n, uint64_t threshold, float *out) {
 """
 
 _STATE_BYTES = 5056  # sizeof(CPUGeneratorImplState), what torch.get_rng_state() returns on CPU
-_fill: ctypes._CFuncPtr | None = None
+_fill: Callable[..., None] | None = None
 _checked = False
 
 
@@ -149,7 +150,7 @@ def _compile() -> Path | None:
     return target
 
 
-def _load() -> ctypes._CFuncPtr | None:
+def _load() -> Callable[..., None] | None:  # bernoulli_fill, a ctypes function
     try:
         path = _compile()
         if path is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -209,6 +210,16 @@ def _last_hidden_inference(
     return h
 
 
+def _table_rows(table: torch.Tensor, items: torch.Tensor, start: int, rows: int, out: torch.Tensor) -> torch.Tensor:
+    """A step's rows of a per-item [N, 3H] table, written into ``out``."""
+    return torch.index_select(table, 0, items[start : start + rows], out=out)
+
+
+def _packed_rows(packed_gi: torch.Tensor, start: int, rows: int, out: torch.Tensor) -> torch.Tensor:
+    """A step's rows of the packed [T, 3H] projections: a view, ``out`` unused."""
+    return packed_gi[start : start + rows]
+
+
 def _with_doubled_candidate(gi_rz: torch.Tensor, gi_n: torch.Tensor) -> torch.Tensor:
     """[rows, 2H] and [rows, H] -> [rows, 3H] with the candidate block doubled (exact), as
     ``_last_hidden_inference`` takes it."""
@@ -278,6 +289,7 @@ class PackedGRU(nn.GRU):
     ) -> torch.Tensor:
         """Evaluation: lower layers as in training, the top layer keeps only its current state."""
         layer_input: torch.Tensor | None = None
+        gi_of: Callable[[int, int, torch.Tensor], torch.Tensor]  # one step's [rows, 3H] (see _last_hidden_inference)
         for layer in range(self.num_layers):
             w_rz, w_n, w_hh = self._split_weights(layer)
             top = layer == self.num_layers - 1
@@ -286,8 +298,7 @@ class PackedGRU(nn.GRU):
                 if top:  # one row lookup per step in the [N, 3H] table
                     table = _with_doubled_candidate(table_rz, table_n)
 
-                    def gi_of(start: int, rows: int, out: torch.Tensor, t=table, i=items) -> torch.Tensor:
-                        return torch.index_select(t, 0, i[start : start + rows], out=out)
+                    gi_of = partial(_table_rows, table, items)
                 else:
                     gi_rz, gi_n = table_rz.index_select(0, items), table_n.index_select(0, items)
             else:
@@ -297,8 +308,7 @@ class PackedGRU(nn.GRU):
                 if top:
                     packed_gi = _with_doubled_candidate(gi_rz, gi_n)
 
-                    def gi_of(start: int, rows: int, out: torch.Tensor, t=packed_gi) -> torch.Tensor:
-                        return t[start : start + rows]
+                    gi_of = partial(_packed_rows, packed_gi)
             if top:
                 h_sorted = _last_hidden_inference(gi_of, w_hh, pack)  # [B, H], sorted order
                 return h_sorted.index_select(0, pack.unsort)

@@ -106,6 +106,7 @@ def memory_read(memory: torch.Tensor, query: torch.Tensor, relations: torch.Tens
 class KSR(SequentialRecommender):
     config_type = KSRConfig
     cfg: KSRConfig
+    relation_matrix: torch.Tensor  # a buffer: [R, K]
 
     def __init__(self, config: Any, data: SequentialData) -> None:
         super().__init__(config, data)

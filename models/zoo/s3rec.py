@@ -103,6 +103,7 @@ class PretrainInputs:
 class S3Rec(SequentialRecommender):
     config_type = S3RecConfig
     cfg: S3RecConfig
+    item_features: torch.Tensor  # a buffer: [items, F]
     #: config keys that change the pretrained weights (the cache key adds data, optimizer and seed)
     pretrain_keys = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
                      "hidden_act", "layer_norm_eps", "initializer_range", "item_attribute", "mask_ratio",

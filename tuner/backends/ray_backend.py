@@ -153,7 +153,7 @@ class RayBackend(Backend):
         if not ray.is_initialized():
             for key, value in LOOPBACK_ENV.items():  # keep a local Ray's sockets on 127.0.0.1
                 os.environ.setdefault(key, value)
-            extra = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if local else {}
+            extra: dict[str, Any] = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if local else {}
             ray.init(address=self.address, log_to_driver=False, configure_logging=False, **extra)
         driver = this_worker()
         scheduler = asha_scheduler(plan)

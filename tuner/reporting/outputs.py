@@ -7,7 +7,7 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -36,12 +36,11 @@ def ranked_pool(records: Sequence[TrialRecord]) -> list[TrialRecord]:
 def best_trial(records: Sequence[TrialRecord], bigger: bool) -> TrialRecord | None:
     """The first trial with the best validation score (a later tie does not replace it, as RecBole),
     among ``ranked_pool(records)``."""
-    best = None
-    for record in ranked_pool(records):
-        if best is None or (record.best_valid_score > best.best_valid_score if bigger
-                            else record.best_valid_score < best.best_valid_score):
-            best = record
-    return best
+    pool = ranked_pool(records)
+    if not pool:
+        return None
+    pick = max if bigger else min  # both keep the first of equal scores
+    return pick(pool, key=lambda record: cast(float, record.best_valid_score))
 
 
 def best_so_far(records: Sequence[TrialRecord], bigger: bool) -> list[tuple[int, float, float]]:

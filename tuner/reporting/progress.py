@@ -118,9 +118,11 @@ class ProgressPoller:
                 self.progress(self.snapshot())
 
     def _run(self) -> None:
+        progress = self.progress
+        assert progress is not None  # the thread starts only with a callback
         while not self._stop.wait(1.0):
             with contextlib.suppress(Exception):  # a busy sqlite file: the next poll shows it
-                self.progress(self.snapshot())
+                progress(self.snapshot())
 
 
 def best_of(values: list[float], bigger: bool) -> float | None:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,9 +143,9 @@ class MlflowRun(TrialRun):
         retry(lambda: self.client.log_batch(self.run_id, metrics=metrics, tags=tags))
         for name, content in (artifacts or {}).items():
             if isinstance(content, Path):
-                retry(lambda c=content: self.client.log_artifact(self.run_id, str(c)))
+                retry(partial(self.client.log_artifact, self.run_id, str(content)))
             else:
-                retry(lambda n=name, c=content: self.client.log_text(self.run_id, c, n))
+                retry(partial(self.client.log_text, self.run_id, content, name))
         retry(lambda: self.client.set_terminated(self.run_id, state.mlflow_status))
 
 
@@ -182,7 +183,7 @@ class MlflowTracker(Tracker):
             run = retry(lambda: client.create_run(experiment_id, run_name=study_name, tags=all_tags))
             parent_run_id = run.info.run_id
             for name, text in artifacts.items():
-                retry(lambda n=name, t=text: client.log_text(parent_run_id, t, n))
+                retry(partial(client.log_text, parent_run_id, text, name))
             return MlflowTracker(uri, experiment_id, parent_run_id)
         retry(lambda: client.update_run(parent_run_id, status="RUNNING"))
         wall_before = retry(lambda: client.get_run(parent_run_id)).data.metrics.get(WALL, 0.0)
@@ -274,14 +275,14 @@ class MlflowTracker(Tracker):
     def _log_metrics(self, metrics: list[Any], tags: Sequence[Any] = ()) -> None:
         """Metrics (and tags) on the parent run, in batches MLflow accepts (at most 1000 metrics each)."""
         for start in range(0, len(metrics), 900):
-            retry(lambda b=metrics[start:start + 900]: self.client.log_batch(self.parent_run_id, metrics=b,
-                                                                             tags=list(tags)))
+            retry(partial(self.client.log_batch, self.parent_run_id, metrics=metrics[start:start + 900],
+                          tags=list(tags)))
 
     def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         for folder, paths in artifacts.items():
             for path in paths:
                 if path.is_file():
-                    retry(lambda p=path, f=folder: self.client.log_artifact(self.parent_run_id, str(p), f or None))
+                    retry(partial(self.client.log_artifact, self.parent_run_id, str(path), folder or None))
         retry(lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
 
 

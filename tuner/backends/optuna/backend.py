@@ -4,11 +4,9 @@ over the shared study; the driver shows progress, and waits for trials that othe
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
 import sys
 import time
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext, SpawnContext
 
 from models.errors import SeqtuneError
 from models.utils import file_lock
@@ -29,7 +27,7 @@ WORKER_IMPORTS = ("tuner.backends.optuna.server_ignores_sigint", "torch", "torch
 TRACKING_IMPORTS = ("mlflow.tracking", "tuner.tracking.mlflow_tracker")
 
 
-def worker_context(tracking: bool = False) -> BaseContext:
+def worker_context(tracking: bool = False) -> ForkServerContext | SpawnContext:
     """Workers are forks of one fork server per driver that has made these imports once, started while
     the driver still sets up (``start_worker_server``): each worker is ready at once instead of paying
     them again, and a later phase of the same command (``--seeds``, the leaderboard's next model) forks
@@ -90,7 +88,7 @@ class OptunaBackend(Backend):
             report_if_stuck()
             for process in processes:  # a terminal's Ctrl-C reached them too; a signal sent to us alone did not
                 if process.is_alive():
-                    os.kill(process.pid, signal.SIGTERM)
+                    process.terminate()  # SIGTERM
             for process in processes:
                 process.join(timeout=30)
                 if process.is_alive():

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import SeqtuneError
 from tuner.backends.optuna import rungs
@@ -152,7 +152,7 @@ class StudyStore:
         import optuna
 
         storage = make_storage(plan.storage, (plan.heartbeat_seconds, plan.grace_seconds) if heartbeat else None)
-        direction = "maximize" if plan.direction_bigger else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if plan.direction_bigger else "minimize"
         kwargs = {"study_name": plan.study_name, "storage": storage, "sampler": make_sampler(plan),
                   "pruner": make_pruner(plan)}
         created = False

@@ -119,8 +119,8 @@ def signals_deferred() -> Iterator[None]:
         for signum, handler in before.items():
             if handler is not None:
                 signal.signal(signum, handler)
-        for signum in held:
-            signal.raise_signal(signum)  # its own handler runs now, after the block
+        for number in held:
+            signal.raise_signal(number)  # its own handler runs now, after the block
 
 
 def defer_signals_in_tell() -> None:
