@@ -197,23 +197,51 @@ def summarize() -> str:
     lines += in_progress()
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_seed*.json"))]
     if runs:
-        lines += ["| model | vectors | seeds | epochs run (best) | test MRR@10 | NDCG@10 | Recall@10 |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| model | vectors | seeds | epochs run (best) | valid MRR@10 | test MRR@10 | NDCG@10 | Recall@10 |",
+                  "|---|---|---|---|---|---|---|---|"]
         for model in sorted({r["model"] for r in runs}):
             for vectors in ("builtin", "pykeen"):
-                group = sorted((r for r in runs if r["model"] == model and r["vectors"] == vectors),
-                               key=lambda r: r["seed"])
+                group = runs_of(runs, model, vectors)
                 if not group:
                     continue
-                cells = []
-                for key in KEYS:
-                    values = [r["test_result"][key] for r in group]
-                    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-                    cells.append(f"{statistics.fmean(values):.4f}{spread}")
+                values = [[r["best_valid_result"]["mrr@10"] for r in group]]
+                values += [[r["test_result"][key] for r in group] for key in KEYS]
                 epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in group)
                 lines.append(f"| {model} | {vectors} | {', '.join(str(r['seed']) for r in group)} | {epochs} | "
-                             + " | ".join(cells) + " |")
+                             + " | ".join(mean_std(v) for v in values) + " |")
+        lines += ["", *verdicts(runs)]
     return "\n".join(lines)
+
+
+def runs_of(runs: list[dict], model: str, vectors: str) -> list[dict]:
+    return sorted((r for r in runs if r["model"] == model and r["vectors"] == vectors), key=lambda r: r["seed"])
+
+
+def mean_std(values: list[float]) -> str:
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.4f}{spread}"
+
+
+def verdicts(runs: list[dict]) -> list[str]:
+    """The issue's test, per model and test metric, once both vector sets have every seed the other has
+    and at least two: the built-in vectors' mean is above PyKEEN's, or below it by no more than the larger
+    of the two seed standard deviations ("within seed spread")."""
+    lines = []
+    for model in sorted({r["model"] for r in runs}):
+        ours, theirs = runs_of(runs, model, "builtin"), runs_of(runs, model, "pykeen")
+        seeds = [r["seed"] for r in ours]
+        if len(seeds) < 2 or seeds != [r["seed"] for r in theirs]:
+            lines.append(f"- {model}: no verdict yet (built-in seeds {seeds}, PyKEEN seeds "
+                         f"{[r['seed'] for r in theirs]}; both need the same seeds, at least two)")
+            continue
+        cells = []
+        for key in KEYS:
+            a, b = [r["test_result"][key] for r in ours], [r["test_result"][key] for r in theirs]
+            gap, spread = statistics.fmean(a) - statistics.fmean(b), max(statistics.stdev(a), statistics.stdev(b))
+            verdict = "above" if gap >= 0 else "within seed spread" if -gap <= spread else "BELOW, outside seed spread"
+            cells.append(f"{key} {gap:+.4f} (spread {spread:.4f}): {verdict}")
+        lines.append(f"- {model}, built-in minus PyKEEN over seeds {seeds}: " + "; ".join(cells))
+    return lines
 
 
 def main() -> None:
