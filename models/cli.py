@@ -15,12 +15,22 @@ from models.config import parse_value
 from models.errors import SeqtuneError
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends a flag's default to its help, unless the help already says it in words ("default: the
+    grid size") or there is none (None): argparse's own would add a second "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A command's parser; whatever it does not declare becomes a config override. No abbreviations:
     a config key that is a prefix of a flag (``--seed=2021`` and ``--seeds``) must stay a config key."""
     return argparse.ArgumentParser(
         prog=prog, description=f"{description} Any other --key=value is a config override (RecBole's key names).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+        formatter_class=DefaultsHelpFormatter, allow_abbrev=False)
 
 
 def parse_with_overrides(

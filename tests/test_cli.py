@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,22 @@ def test_trains_synthetic_dataset_end_to_end(synthetic_dir: Path, tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     assert "best valid : recall@10 : " in proc.stdout and "test result: recall@10 : " in proc.stdout
     assert ckpt.is_file()
+
+
+@pytest.mark.parametrize("module", ["models.train", "tuner.request"])
+def test_every_flag_has_help_that_states_its_default_once(module: str) -> None:
+    """`--help` reads as documentation: each flag explains itself, a default written in words is not
+    followed by argparse's "(default: None)", and a real default is shown."""
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    text = parser.format_help()
+    assert "(default: None)" not in text
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        shown = parser._get_formatter()._expand_help(action)
+        assert shown.lower().count("default") <= 1, shown
+        if action.default not in (None, argparse.SUPPRESS):
+            assert "default" in shown, f"{action.option_strings}: default {action.default!r} not shown"

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--seeds", type=int, default=0, help="re-run the top configs with N seeds: mean and std")
     ours.add_argument("--seeds-top", "--seeds_top", dest="seeds_top", type=int, default=3,
                       help="how many of the best configs --seeds re-runs (default 3)")
-    ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020)
+    ours.add_argument("--sampler-seed", "--sampler_seed", dest="sampler_seed", type=int, default=2020,
+                      help="seeds the sampler (TPE, random) and a random grid order; not the trials' own --seed")
     ours.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     ours.add_argument("--quiet", action="store_true", help="no progress display; only the final summary")
     ours.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     ray = p.add_argument_group("Ray Tune (--tool ray)")
     ray.add_argument("--ray-address", "--ray_address", dest="ray_address", default=None,
                      help="an existing cluster (auto, ray://host:10001); default: start a local Ray")
-    ray.add_argument("--cpus-per-trial", "--cpus_per_trial", dest="cpus_per_trial", type=float, default=1)
+    ray.add_argument("--cpus-per-trial", "--cpus_per_trial", dest="cpus_per_trial", type=float, default=1,
+                     help="CPUs Ray reserves for each trial, which trains with that many torch threads")
     ray.add_argument("--gpus-per-trial", "--gpus_per_trial", dest="gpus_per_trial", type=float, default=0,
                      help="fractions such as 0.25 pack several small trials on one GPU")
     ray.add_argument("--ray-storage", "--ray_storage", dest="ray_storage", default=None,
