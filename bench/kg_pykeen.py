@@ -133,7 +133,9 @@ def run_one(model: str, vectors: str, seed: int, threads: int) -> str:
                        cwd=ROOT, check=True)  # a run stopped mid-way continues from its last epoch
         result = json.loads(full.read_text())
     keep = {k: result.get(k) for k in ("test_result", "best_valid_result", "best_epoch", "epochs_run")}
-    keep["train_losses"] = [round(h["train_loss"], 4) for h in result.get("history", [])]
+    history = result.get("history", [])
+    keep["train_losses"] = [round(h["train_loss"], 4) for h in history]
+    keep["epoch_seconds"] = [round(h["train_seconds"] + h["valid_seconds"], 1) for h in history]  # this session's
     keep["threads"], keep["resumed_epochs"] = threads, result.get("resumed_epochs", 0)
     out.write_text(json.dumps({"model": model, "vectors": vectors, "seed": seed, **keep}, indent=1))
     return out.name
