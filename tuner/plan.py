@@ -4,7 +4,9 @@ the study will take, from a measured cost model.
 An epoch's cost is measured on this machine for the study's own model, data and shapes
 (``models.trainer.measure_epoch_cost``: a few warm training batches and one validation pass, at the
 threads each worker will get) and cached per model, dataset, shape and thread count, so the plan costs
-seconds once and nothing after. A trial is ``expected_epochs`` of those (the learning-curve table's mean,
+seconds once and nothing after. A measurement during which other processes kept more than a quarter of
+the cores busy is used for this plan only, said so, and not cached: a busy moment must not stand for the
+machine in every later plan. A trial is ``expected_epochs`` of those (the learning-curve table's mean,
 less the share a pruner stops: tuner/evidence.py); the study is its trials spread over the workers.
 Above two hours the plan says so and names what would fit.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from models.trainer import EpochCost
 
 LONG_STUDY_SECONDS = 2 * 3600
+BUSY_SHARE = 0.25  # of the cores, kept busy by other processes: above it a measurement is not cached
 SHAPE_KEYS = ("train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH")  # besides a model's int keys
 
 
@@ -43,6 +48,7 @@ class StudyEstimate:
     finished: int = 0  # trials a resumed study already has (COMPLETE or PRUNED): not run again
     pretrain: PretrainEstimate | None = None  # a model's pretraining stage, where it has one
     work: StudyWork | None = field(default=None, repr=False, compare=False)  # what it was computed from
+    busy_cores: float = 0.0  # the most cores other processes used while this estimate measured (0: cached)
 
     @property
     def trial_seconds(self) -> float:
@@ -79,9 +85,64 @@ def shape_of(request: StudyRequest, params: dict[str, Any]) -> dict[str, Any]:
     return {key: config[key] for key in sorted(ints | set(SHAPE_KEYS)) if key in config and key != "seed"}
 
 
-def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int, stage: str = "train") -> EpochCost:
+class OthersLoad:
+    """The cores that other processes kept busy, on average, while the block ran: the machine's busy
+    CPU time (/proc/stat) less this command's own (this process, its threads and every descendant, such
+    as the workers' fork server, which imports while the plan measures). None where /proc is missing."""
+
+    cores: float | None = None
+
+    def __enter__(self) -> OthersLoad:
+        self._start = (_machine_busy_seconds(), _tree_cpu_seconds(), time.monotonic())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        machine, own, tic = self._start
+        now, own_now = _machine_busy_seconds(), _tree_cpu_seconds()
+        if machine is None or now is None or own is None or own_now is None:
+            return
+        wall = max(time.monotonic() - tic, 1e-6)
+        self.cores = max(0.0, (now - machine) - (own_now - own)) / wall
+
+
+def _machine_busy_seconds() -> float | None:
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds() -> float | None:
+    """CPU seconds of this process and its live descendants, with the children each has waited for."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone since the listing
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    if os.getpid() not in ticks:
+        return None
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks[pid] for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int,
+               stage: str = "train") -> tuple[EpochCost, float]:
     """The measured cost of one epoch of ``params`` at ``threads``, cached per machine and shape:
-    ``stage`` "train" (training and validation) or "pretrain" (a model's pretraining stage)."""
+    ``stage`` "train" (training and validation) or "pretrain" (a model's pretraining stage). With it, the
+    cores other processes kept busy while it was measured (0.0 when read from the cache)."""
     import torch
 
     from models.pretrain import measure_pretrain_cost
@@ -95,16 +156,20 @@ def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int, stag
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()[:16]
     path = cache_root() / "costs" / f"{request.spec.model}-{digest}.json"
     if path.is_file():
-        return EpochCost(**json.loads(path.read_text())["cost"])
+        return EpochCost(**json.loads(path.read_text())["cost"]), 0.0
     measure = measure_pretrain_cost if stage == "pretrain" else measure_epoch_cost
     before = torch.get_num_threads()
     try:
-        cost = measure(request.spec.config({**params, "threads": threads}))
+        with OthersLoad() as load:
+            cost = measure(request.spec.config({**params, "threads": threads}))
     finally:
         torch.set_num_threads(before)  # the driver's own threads stay as they were
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "cost": cost.__dict__}, indent=1, default=repr))
-    return cost
+    busy = load.cores or 0.0
+    if busy <= BUSY_SHARE * cpu_count():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "cost": cost.__dict__, "others_cores": round(busy, 2)}, indent=1,
+                                   default=repr))
+    return cost, busy
 
 
 @dataclass(frozen=True)
@@ -115,6 +180,7 @@ class PretrainEstimate:
     seconds: float
     keys: int  # distinct pretrainings that still train
     epochs: int  # their epochs, all keys together
+    busy_cores: float = 0.0  # as StudyEstimate's
 
 
 @dataclass(frozen=True)
@@ -157,16 +223,17 @@ def pretraining(request: StudyRequest, groups: Sequence[PretrainGroup], threads:
     repeat = 1
     if request.algo != "grid" and request.space.parameters:
         repeat = request.n_trials  # a sampled space: assume every trial pretrains a key of its own
-    seconds = 0.0
+    seconds = busy = 0.0
     keys = epochs = 0
     for group in groups:
         todo = epochs_to_pretrain(group.requested, group.cached, group.save_step)
         if todo:
-            cost = epoch_cost(request, group.params, threads, stage="pretrain")
+            cost, others = epoch_cost(request, group.params, threads, stage="pretrain")
             seconds += todo * cost.epoch_seconds * repeat
             keys += repeat
             epochs += todo * repeat
-    return PretrainEstimate(seconds, keys, epochs)
+            busy = max(busy, others)
+    return PretrainEstimate(seconds, keys, epochs, busy)
 
 
 def finished_trials(request: StudyRequest) -> int:
@@ -218,11 +285,13 @@ def estimate(request: StudyRequest, workers: int | None = None, work: StudyWork 
     workers = workers or request.workers
     threads = max(1, cpu_count() // workers) if workers > 1 else (request.threads_per_worker or cpu_count())
     work = work or study_work(request)
-    costs = [(epoch_cost(request, params, threads), n) for params, n in work.by_shape]
-    epoch = sum(cost.epoch_seconds * n for cost, n in costs) / work.points
-    test = sum(cost.eval_seconds * n for cost, n in costs) / work.points  # the test users are the valid users
+    measured = [(*epoch_cost(request, params, threads), n) for params, n in work.by_shape]
+    epoch = sum(cost.epoch_seconds * n for cost, _, n in measured) / work.points
+    test = sum(cost.eval_seconds * n for cost, _, n in measured) / work.points  # test users = valid users
+    pretrain = pretraining(request, work.pretrain_groups, threads)
+    busy = max([pretrain.busy_cores, *(others for _, others, _ in measured)])
     return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test,
-                         work.finished, pretraining(request, work.pretrain_groups, threads), work)
+                         work.finished, pretrain, work, busy)
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
@@ -238,6 +307,10 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
     if e.pretrain is not None and e.pretrain.keys:
         lines[0] += (f" (pretraining included: {e.pretrain.keys} distinct pretraining(s), {e.pretrain.epochs} "
                      f"epochs, ~{format_duration(e.pretrain.seconds)} of training; cached epochs are not counted)")
+    if e.busy_cores > BUSY_SHARE * cpu_count():
+        lines.append(f"note: other processes kept ~{e.busy_cores:.1f} of the {cpu_count()} cores busy while the "
+                     "cost was measured: the times above are for a machine that busy; the measurement is not "
+                     "kept, the next plan measures again")
     if e.study_seconds <= LONG_STUDY_SECONDS:
         return lines
     per_trial = e.study_seconds / e.to_run
