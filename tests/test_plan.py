@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,15 +43,17 @@ def test_the_estimate_measures_each_shape_once_and_caches_it(workdir: Path, tmp_
 def test_a_cost_measured_while_other_processes_keep_the_cores_busy_is_said_and_not_cached(workdir: Path) -> None:
     """A plan measured on a busy machine would stand, cached, for every later plan there (found with a
     dry run beside a training job: an epoch of ~46 min where it takes ~1 min). Busy-loop processes, one
-    per core, keep it busy here; the command's own descendants (the workers' fork server) do not count."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpu_count())]
+    per core, keep it busy here: started through a shell that exits, so that they are not this process's
+    descendants (the command's own, such as the workers' fork server, do not count)."""
+    start = f"for i in $(seq {cpu_count()}); do {sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!; done"
+    hogs = [int(pid) for pid in subprocess.run(["sh", "-c", start], capture_output=True, text=True,
+                                               check=True).stdout.split()]
     try:
         time.sleep(0.5)
         planned = estimate(_request(workdir, "--epochs=20"))
     finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+        for pid in hogs:
+            os.kill(pid, signal.SIGKILL)
     assert planned.busy_cores > BUSY_SHARE * cpu_count() and planned.epoch_seconds > 0
     assert not list((Path(os.environ["SEQTUNE_CACHE"]) / "costs").glob("GRU4Rec-*.json"))
     assert any(line.startswith("note: other processes kept ~") for line in describe(_request(workdir), planned))

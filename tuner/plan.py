@@ -48,7 +48,8 @@ class StudyEstimate:
     finished: int = 0  # trials a resumed study already has (COMPLETE or PRUNED): not run again
     pretrain: PretrainEstimate | None = None  # a model's pretraining stage, where it has one
     work: StudyWork | None = field(default=None, repr=False, compare=False)  # what it was computed from
-    busy_cores: float = 0.0  # the most cores other processes used while this estimate measured (0: cached)
+    # the most cores other processes used while this estimate measured (0: cached): how, not what, it measured
+    busy_cores: float = field(default=0.0, compare=False)
 
     @property
     def trial_seconds(self) -> float:
