@@ -181,7 +181,7 @@ class PretrainEstimate:
     seconds: float
     keys: int  # distinct pretrainings that still train
     epochs: int  # their epochs, all keys together
-    busy_cores: float = 0.0  # as StudyEstimate's
+    busy_cores: float = field(default=0.0, compare=False)  # as StudyEstimate's
 
 
 @dataclass(frozen=True)
