@@ -4,23 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and every process under it (workers, a fork server and its forks, Ray's daemons)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:  # the parent pid is the 2nd field after the command name, which may hold spaces and ')'
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # exited meanwhile
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
+from tuner.proctree import process_tree  # noqa: F401 - the benches' one import of it
 
 
 def memory_mb(pid: int, field: str = "VmRSS") -> float:

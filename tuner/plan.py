@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.data.datasets import cache_root
 from tuner.evidence import EXPECTED_EPOCHS, budget_pruner, pruned_epoch_fraction
+from tuner.proctree import machine_busy_seconds, tree_cpu_seconds
 from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, cpu_count
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 LONG_STUDY_SECONDS = 2 * 3600
 BUSY_SHARE = 0.25  # of the cores, kept busy by other processes: above it a measurement is not cached
+NOISE_SECONDS = 0.2  # of other processes' CPU time: below it, /proc's tick rounding (see OthersLoad)
 SHAPE_KEYS = ("train_batch_size", "eval_batch_size", "MAX_ITEM_LIST_LENGTH")  # besides a model's int keys
 
 
@@ -94,49 +96,19 @@ class OthersLoad:
     cores: float | None = None
 
     def __enter__(self) -> OthersLoad:
-        self._start = (_machine_busy_seconds(), _tree_cpu_seconds(), time.monotonic())
+        self._start = (machine_busy_seconds(), tree_cpu_seconds(os.getpid()), time.monotonic())
         return self
 
     def __exit__(self, *exc: object) -> None:
         machine, own, tic = self._start
-        now, own_now = _machine_busy_seconds(), _tree_cpu_seconds()
+        now, own_now = machine_busy_seconds(), tree_cpu_seconds(os.getpid())
         if machine is None or now is None or own is None or own_now is None:
             return
-        wall = max(time.monotonic() - tic, 1e-6)
-        self.cores = max(0.0, (now - machine) - (own_now - own)) / wall
-
-
-def _machine_busy_seconds() -> float | None:
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_seconds() -> float | None:
-    """CPU seconds of this process and its live descendants, with the children each has waited for."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone since the listing
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        ticks[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    if os.getpid() not in ticks:
-        return None
-    tree, frontier = {os.getpid()}, [os.getpid()]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(ticks[pid] for pid in tree) / os.sysconf("SC_CLK_TCK")
+        others = (now - machine) - (own_now - own)
+        # /proc counts CPU time in clock ticks (10 ms), per process: over a short block that rounding alone
+        # reads as whole cores (a 20 ms block read 0-2.9 on an idle machine), so less than NOISE_SECONDS
+        # of others' time counts as none
+        self.cores = others / max(time.monotonic() - tic, 1e-6) if others >= NOISE_SECONDS else 0.0
 
 
 def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int,
