@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, hyper_env, hyper_in_process, synthetic_interactions, write_atomic
+from tuner.leaderboard import Entry, rank_entries, separation_note
 
 INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
 
@@ -89,3 +90,19 @@ def test_bad_leaderboard_input_is_one_line(kg_workdir: Path, args: list[str], me
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
     assert set(kg_workdir.iterdir()) == before  # nothing written
+
+
+def _entry(model: str, valid: tuple[float, float] | None) -> Entry:
+    scores = {} if valid is None else {"mrr@10": valid}
+    return Entry(model, {}, scores, scores, seeds=3, trials=4, pruned=0, seconds=60.0)
+
+
+def test_models_rank_by_valid_mean_and_overlapping_spreads_are_noted() -> None:
+    a, b, c, d = (_entry("A", (0.050, 0.002)), _entry("B", (0.047, 0.002)), _entry("C", (0.040, 0.001)),
+                  _entry("D", None))
+    assert [e.model for e in rank_entries([d, c, a, b], "mrr@10", bigger=True)] == ["A", "B", "C", "D"]
+    assert [e.model for e in rank_entries([d, c, a, b], "mrr@10", bigger=False)] == ["C", "B", "A", "D"]
+    assert separation_note(a, b, "mrr@10", 1, "MRR@10") == (
+        "valid MRR@10 mean ± std overlaps #1's: not separated at 3 seeds")  # 0.003 apart, spreads sum to 0.004
+    assert separation_note(b, c, "mrr@10", 2, "MRR@10") == ""  # 0.007 apart, spreads sum to 0.003
+    assert separation_note(c, d, "mrr@10", 3, "MRR@10") == ""  # D has no valid metric to compare

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.errors import SeqtuneError
+from models.utils import atomic_path
 from tuner.reporting.outputs import write_text
 from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, parse_duration, resolve
@@ -201,7 +202,7 @@ def entry_of(request: StudyRequest, search: Sequence[TrialRecord], seed_runs: Se
 def write_leaderboard(out_dir: Path, board: str, entries: list[Entry], request: StudyRequest, cap: int | None,
                       seeds: int) -> None:
     metric = request.valid_metric.lower()
-    ranked = sorted(entries, key=lambda e: e.valid.get(metric, (math.nan, 0))[0], reverse=request.bigger)
+    ranked = rank_entries(entries, metric, request.bigger)
     shown = [m for m in request.base.metric_keys if any(m in e.test for e in ranked)]
     lines = [f"# Leaderboard {board}: {request.spec.dataset}",
              "",
@@ -214,12 +215,7 @@ def write_leaderboard(out_dir: Path, board: str, entries: list[Entry], request: 
              + " | best config | trials (pruned) | time | note |",
              "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|"]
     for rank, entry in enumerate(ranked, start=1):
-        note = ""
-        if rank > 1:
-            above = ranked[rank - 2]
-            (m1, s1), (m2, s2) = above.valid.get(metric, (0, 0)), entry.valid.get(metric, (0, 0))
-            if abs(m1 - m2) <= s1 + s2:
-                note = f"within one std of #{rank - 1}: not separated at {seeds} seeds"
+        note = separation_note(ranked[rank - 2], entry, metric, rank - 1, request.valid_metric) if rank > 1 else ""
         valid = entry.valid.get(metric)
         lines.append(f"| {rank} | {entry.model} | {_fmt(valid)} | " + " | ".join(_fmt(entry.test.get(m)) for m in shown)
                      + f" | `{json.dumps(entry.params, sort_keys=True)}` | {entry.trials} ({entry.pruned}) | "
@@ -228,9 +224,7 @@ def write_leaderboard(out_dir: Path, board: str, entries: list[Entry], request: 
     header = ["rank", "model", "params", "seeds", "trials", "pruned", "seconds",
               *[f"valid_{m}_{s}" for m in shown for s in ("mean", "std")],
               *[f"test_{m}_{s}" for m in shown for s in ("mean", "std")]]
-    path = out_dir / "leaderboard.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    with atomic_path(out_dir / "leaderboard.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for rank, entry in enumerate(ranked, start=1):
@@ -238,6 +232,24 @@ def write_leaderboard(out_dir: Path, board: str, entries: list[Entry], request: 
                              entry.pruned, round(entry.seconds, 1),
                              *[v for m in shown for v in entry.valid.get(m, (math.nan, math.nan))],
                              *[v for m in shown for v in entry.test.get(m, (math.nan, math.nan))]])
+
+
+def rank_entries(entries: Sequence[Entry], metric: str, bigger: bool) -> list[Entry]:
+    """Best valid mean first (valid, never test: ranking on test would tune on it); a model without the
+    metric last."""
+    sign = -1 if bigger else 1
+    return sorted(entries, key=lambda e: (metric not in e.valid, sign * e.valid.get(metric, (0.0, 0.0))[0]))
+
+
+def separation_note(above: Entry, entry: Entry, metric: str, above_rank: int, metric_name: str) -> str:
+    """Where the two models' valid mean ± std ranges overlap, the seeds do not separate them: said, so a
+    rank is not read as a difference. Empty where they are apart."""
+    if metric not in above.valid or metric not in entry.valid:
+        return ""
+    (m1, s1), (m2, s2) = above.valid[metric], entry.valid[metric]
+    if abs(m1 - m2) > s1 + s2:
+        return ""
+    return (f"valid {metric_name} mean ± std overlaps #{above_rank}'s: not separated at {entry.seeds} seeds")
 
 
 def _fmt(pair: tuple[float, float] | None) -> str:
