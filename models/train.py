@@ -10,8 +10,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from models.cli import command_parser, parse_with_overrides, run_cli, split_files
+from models.utils import atomic_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"best valid : {format_result(result.best_valid_result)}")
     print(f"test result: {format_result(result.test_result)}")
     if args.result_json:
-        with open(args.result_json, "w") as handle:
-            json.dump(result.to_dict(), handle, indent=1)
+        with atomic_path(Path(args.result_json)) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=1))
     return 0
 
 

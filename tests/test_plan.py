@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, run_hyper
 from tuner import evidence
-from tuner.plan import BUSY_SHARE, OthersLoad, StudyEstimate, describe, estimate
+from tuner.plan import BUSY_SHARE, OthersLoad, StudyEstimate, describe, estimate, read_cached_cost
 from tuner.reporting.progress import format_duration
 from tuner.request import cpu_count, resolve
 
@@ -38,6 +39,21 @@ def test_the_estimate_measures_each_shape_once_and_caches_it(workdir: Path, tmp_
     stamps = [p.stat().st_mtime_ns for p in costs]
     again = estimate(request)
     assert again == first and [p.stat().st_mtime_ns for p in costs] == stamps  # read back, not re-measured
+
+
+def test_a_cost_cache_file_that_cannot_be_read_is_measured_again(tmp_path: Path) -> None:
+    """A half-written file (from before the cache was written atomically) or another version's file
+    is not a traceback in every later plan: it is measured again, and the new file replaces it."""
+    from models.trainer import EpochCost
+
+    path = tmp_path / "GRU4Rec-x.json"
+    for text in ['{"key": {}, "cost": {"train_samples": 10', '{"cost": {"samples": 10}}', "[]"]:
+        path.write_text(text)
+        assert read_cached_cost(path) is None, text
+    cost = EpochCost(train_samples=10, seconds_per_sample=0.5, eval_seconds=2.0, threads=2)
+    path.write_text(json.dumps({"key": {}, "cost": cost.__dict__, "others_cores": 0.0}))
+    assert read_cached_cost(path) == cost
+    assert read_cached_cost(tmp_path / "missing.json") is None
 
 
 def test_a_cost_measured_while_other_processes_keep_the_cores_busy_is_said_and_not_cached(workdir: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.data.datasets import cache_root
+from models.utils import atomic_path
 from tuner.evidence import EXPECTED_EPOCHS, budget_pruner, pruned_epoch_fraction
 from tuner.proctree import machine_busy_seconds, tree_cpu_seconds
 from tuner.reporting.progress import format_duration
@@ -119,7 +120,7 @@ def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int,
     import torch
 
     from models.pretrain import measure_pretrain_cost
-    from models.trainer import EpochCost, measure_epoch_cost
+    from models.trainer import measure_epoch_cost
 
     shape = shape_of(request, params)
     key = {"model": request.spec.model, "dataset": request.spec.dataset,
@@ -128,8 +129,9 @@ def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int,
            **({"stage": stage} if stage != "train" else {})}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()[:16]
     path = cache_root() / "costs" / f"{request.spec.model}-{digest}.json"
-    if path.is_file():
-        return EpochCost(**json.loads(path.read_text())["cost"]), 0.0
+    cached = read_cached_cost(path)
+    if cached is not None:
+        return cached, 0.0
     measure = measure_pretrain_cost if stage == "pretrain" else measure_epoch_cost
     before = torch.get_num_threads()
     try:
@@ -139,10 +141,21 @@ def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int,
         torch.set_num_threads(before)  # the driver's own threads stay as they were
     busy = load.cores or 0.0
     if busy <= BUSY_SHARE * cpu_count():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "cost": cost.__dict__, "others_cores": round(busy, 2)}, indent=1,
-                                   default=repr))
+        with atomic_path(path) as tmp:  # plans running at once never read half a file
+            tmp.write_text(json.dumps({"key": key, "cost": cost.__dict__, "others_cores": round(busy, 2)}, indent=1,
+                                      default=repr))
     return cost, busy
+
+
+def read_cached_cost(path: Path) -> EpochCost | None:
+    """A cached measurement; None (measure again) where there is none or it cannot be read as one, e.g.
+    written by another version."""
+    from models.trainer import EpochCost
+
+    try:
+        return EpochCost(**json.loads(path.read_text())["cost"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
