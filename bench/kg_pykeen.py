@@ -1,7 +1,7 @@
 """seqtune's built-in TransE beside PyKEEN's (the field's standard KG-embedding library), issue 17.
 
     bash bench/setup_pykeen.sh                      # PyKEEN 1.11.1 in its own venv, same torch build
-    python bench/kg_pykeen.py linkpred              # both TransEs on the same triples, one evaluator
+    python bench/kg_pykeen.py linkpred              # both TransEs on the same triples, one evaluator, 3 seeds
     python bench/kg_pykeen.py train                 # KSR, GRU4RecKG; seeds 2020-2022; resumable, mid-run too
     python bench/kg_pykeen.py summarize             # the tables for docs/kg.md
 
@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ OUT = ROOT / "bench" / "results" / "kg_pykeen"
 WORK = Path(os.environ.get("SEQTUNE_PYKEEN_DIR", Path.home() / ".cache" / "seqtune-pykeen"))
 DATASET = "ml-100k"
 KEYS = ("mrr@10", "ndcg@10", "recall@10")
+SPLIT_SEED = 2020  # the held-out triples, as `python -m models.kg_embed --evaluate` holds them out
 
 
 def pykeen_python() -> str:
@@ -60,34 +62,54 @@ def pykeen_transe(train: np.ndarray, n_entities: int, n_relations: int, params, 
         return result["entity"], result["relation"], result["losses"].tolist(), report
 
 
-def linkpred() -> dict:
+def linkpred(seeds: Sequence[int]) -> dict:
+    """Both TransEs once per training seed on the one held-out split (seed 2020); seeds already in
+    linkpred.json are kept, so the spread grows run by run."""
     import time
 
     from models.data.datasets import resolve_dataset_dir
     from models.data.kg import read_kg
     from models.kg_embed import TransEModel, TransEParams, held_out_split, link_prediction, train_transe
 
-    params = TransEParams()
-    entities, relations, train, test = held_out_split(read_kg(resolve_dataset_dir(DATASET), DATASET), params.seed)
-    tic = time.perf_counter()
-    entity, relation, losses = train_transe(train, len(entities), len(relations), params)
-    ours_s = time.perf_counter() - tic
-    ours = TransEModel(entities, relations, entity.numpy(), relation.numpy(), losses)
-    p_entity, p_relation, p_losses, report = pykeen_transe(train, len(entities), len(relations), params, test)
-    theirs = TransEModel(entities, relations, p_entity, p_relation, p_losses)
-    result = {
-        "params": params.__dict__, "train_triples": len(train), "test_triples": len(test),
-        "entities": len(entities), "relations": len(relations),
-        "seqtune": {**link_prediction(ours, train, test), "first_loss": losses[0], "last_loss": losses[-1],
-                    "train_s": ours_s},
-        "pykeen": {**link_prediction(theirs, train, test), "first_loss": p_losses[0], "last_loss": p_losses[-1],
-                   "train_s": report["train_s"], "pykeen_evaluator": report.get("pykeen_evaluator"),
-                   "version": report["pykeen"]},
-        "command": "python bench/kg_pykeen.py linkpred",
-    }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "linkpred.json").write_text(json.dumps(result, indent=1))
+    result = load_linkpred()
+    entities, relations, train, test = held_out_split(read_kg(resolve_dataset_dir(DATASET), DATASET), SPLIT_SEED)
+    result.update({"split_seed": SPLIT_SEED, "train_triples": len(train), "test_triples": len(test),
+                   "entities": len(entities), "relations": len(relations),
+                   "command": "python bench/kg_pykeen.py linkpred --seeds " + " ".join(map(str, seeds))})
+    for seed in seeds:
+        if str(seed) in result["runs"]:
+            continue
+        params = TransEParams(seed=seed)
+        tic = time.perf_counter()
+        entity, relation, losses = train_transe(train, len(entities), len(relations), params)
+        ours_s = time.perf_counter() - tic
+        ours = TransEModel(entities, relations, entity.numpy(), relation.numpy(), losses)
+        p_entity, p_relation, p_losses, report = pykeen_transe(train, len(entities), len(relations), params, test)
+        theirs = TransEModel(entities, relations, p_entity, p_relation, p_losses)
+        result["params"] = {k: v for k, v in params.__dict__.items() if k != "seed"}
+        result["runs"][str(seed)] = {
+            "seqtune": {**link_prediction(ours, train, test), "first_loss": losses[0], "last_loss": losses[-1],
+                        "train_s": ours_s},
+            "pykeen": {**link_prediction(theirs, train, test), "first_loss": p_losses[0], "last_loss": p_losses[-1],
+                       "train_s": report["train_s"], "pykeen_evaluator": report.get("pykeen_evaluator"),
+                       "version": report["pykeen"]}}
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "linkpred.json").write_text(json.dumps(result, indent=1))  # after each seed: a stop keeps it
+        print(f"kg_pykeen: link prediction, seed {seed} written", flush=True)
     return result
+
+
+def load_linkpred() -> dict:
+    """linkpred.json; its first form (one seed, 2020, at the top level) read as a run of seed 2020."""
+    path = OUT / "linkpred.json"
+    if not path.is_file():
+        return {"runs": {}}
+    data = json.loads(path.read_text())
+    if "runs" in data:
+        return data
+    seed = data["params"]["seed"]
+    return {**{k: v for k, v in data.items() if k not in ("seqtune", "pykeen")},
+            "runs": {str(seed): {"seqtune": data["seqtune"], "pykeen": data["pykeen"]}}}
 
 
 def pykeen_data_dir(dim: int) -> Path:
@@ -181,20 +203,26 @@ def in_progress() -> list[str]:
 
 def summarize() -> str:
     lines = []
-    link = OUT / "linkpred.json"
-    if link.is_file():
-        r = json.loads(link.read_text())
-        lines += [f"Link prediction on {r['test_triples']:,} held-out triples ({r['train_triples']:,} training, "
-                  f"{r['entities']:,} entities), one evaluator (filtered, head and tail):", "",
-                  "| TransE | first / last epoch loss | filtered MRR | filtered Hits@10 | PyKEEN's evaluator "
-                  "(MRR / Hits@10) | training (s) |", "|---|---|---|---|---|---|"]
+    link = load_linkpred()
+    if link["runs"]:
+        lines += [f"Link prediction on {link['test_triples']:,} held-out triples ({link['train_triples']:,} training, "
+                  f"{link['entities']:,} entities), one evaluator (filtered, head and tail), one row per training "
+                  "seed:", "",
+                  "| TransE | seed | first / last epoch loss | filtered MRR | filtered Hits@10 | PyKEEN's evaluator "
+                  "(MRR / Hits@10) | training (s) |", "|---|---|---|---|---|---|---|"]
+        seeds = sorted(link["runs"], key=int)
         for name in ("seqtune", "pykeen"):
-            t = r[name]
-            check = t.get("pykeen_evaluator")
-            lines.append(f"| {name} | {t['first_loss']:.3f} / {t['last_loss']:.3f} | {t['mrr']:.4f} | "
-                         f"{t['hits@10']:.4f} | "
-                         + (f"{check['mrr']:.4f} / {check['hits@10']:.4f}" if check else "-")
-                         + f" | {t['train_s']:.0f} |")
+            for seed in seeds:
+                t = link["runs"][seed][name]
+                check = t.get("pykeen_evaluator")
+                lines.append(f"| {name} | {seed} | {t['first_loss']:.3f} / {t['last_loss']:.3f} | {t['mrr']:.4f} | "
+                             f"{t['hits@10']:.4f} | "
+                             + (f"{check['mrr']:.4f} / {check['hits@10']:.4f}" if check else "-")
+                             + f" | {t['train_s']:.0f} |")
+            if len(seeds) > 1:
+                runs = [link["runs"][seed][name] for seed in seeds]
+                lines.append(f"| {name} | mean ± std | | {mean_std([t['mrr'] for t in runs])} | "
+                             f"{mean_std([t['hits@10'] for t in runs])} | | |")
         lines.append("")
     lines += in_progress()
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*_seed*.json"))]
@@ -255,7 +283,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="runs at once")
     args = parser.parse_args()
     if args.action == "linkpred":
-        linkpred()
+        linkpred(args.seeds)
     elif args.action == "train":
         train(args.models, args.seeds, args.threads, args.workers)
     print(summarize())
