@@ -161,8 +161,11 @@ def curves_png(records: Sequence[TrialRecord], facts: StudyFacts) -> bytes | Non
         loss_ax.plot(epochs, [e.get("train_loss") for e in record.curve or []], style)
     valid_ax.set_ylabel(f"valid {facts.metric}")
     loss_ax.set_ylabel("train loss")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (valid_ax, loss_ax):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 0.25 ticks
         ax.grid(alpha=0.3)
     valid_ax.legend(fontsize=7)
     return _png(fig)
