@@ -180,6 +180,28 @@ def test_unknown_model_and_missing_params_file(workdir: Path) -> None:
     assert proc.returncode == 2 and "missing.test: params file not found" in proc.stderr
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize(("storage", "message"), [
+    ("foo://bar", "--storage 'foo://bar': not a database seqtune can open (Can't load plugin"),
+    ("mysql://user:pw-never-shown@127.0.0.1/db", "not a database seqtune can open (No module named 'MySQLdb')"),
+    ("postgresql://user:pw-never-shown@127.0.0.1:1/db",
+     "cannot open study storage 'postgresql+psycopg2://user:***@127.0.0.1:1/db': (psycopg2.OperationalError)"),
+])
+def test_a_storage_that_cannot_open_is_one_line_without_its_password(
+        workdir: Path, storage: str, message: str, dry_run: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in the scheme, a driver we do not ship, a server that refuses: exit 2 and one error line,
+    a dry run too (it used to print "plan: no estimate" and exit 0), with the password hidden."""
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
+    before = set(workdir.iterdir())
+    command = hyper_command(workdir, "--params_file", "h.test", "--storage", storage, "--no-mlflow", "--epochs=1",
+                            *(["--dry-run"] if dry_run else []))
+    code, stderr = hyper_in_process(command, workdir, capsys)
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and message in errors[0], stderr
+    assert "pw-never-shown" not in stderr and "Traceback" not in stderr and "no estimate" not in stderr
+    assert set(workdir.iterdir()) == before  # nothing written
+
+
 # -- interruption: kill -9 and Ctrl-C leave a study that the same command finishes ------------------
 
 KILL_SPACE = "learning_rate choice [0.01, 0.005, 0.002, 0.001]\nhidden_size choice [8]\n"

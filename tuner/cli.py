@@ -24,6 +24,7 @@ from typing import Any
 from models.cli import run_cli
 from tuner.backends.base import Backend, StudyPlan
 from tuner.interrupts import redeliver_swallowed_interrupts, report_if_stuck
+from tuner.redact import redact_credentials
 from tuner.reporting.progress import ProgressCallback, ProgressDisplay, StudyProgress, format_duration
 from tuner.request import StudyRequest, cpu_count, resolve, show_notes
 from tuner.tracking.base import NullTracker, Tracker
@@ -69,7 +70,7 @@ def storage_failure(exc: BaseException | None) -> BaseException | None:
             return exc
         if internal is None and isinstance(exc, optuna.exceptions.StorageInternalError):
             internal = exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # `from None`: said
     return internal
 
 
@@ -96,7 +97,7 @@ def tune(request: StudyRequest) -> TuneOutcome:
     plan = make_plan(request)
     seconds_per_trial, plan_lines = None, [
         f"study {plan.study_name!r} ({plan.algo}, {plan.n_trials} trials, {plan.workers} worker(s) x "
-        f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {plan.storage}"]
+        f"{plan.threads_per_worker or cpu_count()} thread(s), {request.tool}) in {redact_credentials(plan.storage)}"]
     if not request.quiet or request.dry_run:
         print(plan_lines[0], file=sys.stderr)
         seconds_per_trial, described = show_plan(request)
@@ -108,7 +109,7 @@ def tune(request: StudyRequest) -> TuneOutcome:
     print_summary(request, study.records, best)
     url = study.tracker.view_url()
     if url:
-        print(f"MLflow: {url} (the study's row and columns; report: "
+        print(f"MLflow: {redact_credentials(url)} (the study's row and columns; report: "
               f"{request.out_dir / 'report.html'})")
     if study.interrupted:
         print(f"interrupted: resume with the same command (study {plan.study_name!r})", file=sys.stderr)
@@ -146,10 +147,13 @@ def show_plan(request: StudyRequest) -> tuple[float | None, list[str]]:
     """Print the study plan with its estimated wall time; returns the planned seconds per finished trial
     (None when the measurement failed: e.g. a point too large to build, which its trial will report)
     and the lines printed."""
+    from tuner.backends.optuna.storage import StorageError
     from tuner.plan import describe, estimate
 
     try:
         planned = estimate(request)
+    except StorageError:  # no study can run either: one line, exit 2, a dry run too
+        raise
     except Exception as exc:  # noqa: BLE001 - the plan loses its estimate, the study still runs
         lines = [f"plan: no estimate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"]
         print(lines[0], file=sys.stderr)
@@ -233,7 +237,7 @@ def start_tracking(request: StudyRequest, plan: StudyPlan) -> Tracker:
     from tuner.tracking.mlflow_tracker import MlflowTracker
 
     tags = {"model": request.spec.model, "dataset": request.spec.dataset, "algorithm": plan.algo,
-            "sampler_seed": str(plan.sampler_seed), "pruner": plan.pruner, "storage": plan.storage,
+            "sampler_seed": str(plan.sampler_seed), "pruner": plan.pruner, "storage": redact_credentials(plan.storage),
             "tool": request.tool, **request.tags}
     artifacts = {"hyper.test": Path(request.space.source).read_text(),
                  "base_config.yaml": yaml.safe_dump(request.base.to_dict(), sort_keys=False)}

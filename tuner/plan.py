@@ -227,13 +227,14 @@ def finished_trials(request: StudyRequest) -> int:
     the storage only where it exists: a plan creates nothing."""
     import optuna
 
-    from tuner.backends.optuna.storage import storage_url
+    from tuner.backends.optuna.storage import make_storage, storage_url
 
     url = storage_url(request.storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         return 0
+    storage = make_storage(url, None)  # a refused connection is StorageError: no study can run either
     try:
-        study = optuna.load_study(study_name=request.study_name, storage=url)
+        study = optuna.load_study(study_name=request.study_name, storage=storage)
     except KeyError:  # no study of that name yet
         return 0
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

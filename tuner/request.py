@@ -25,6 +25,7 @@ from models.config import Config
 from models.errors import ConfigError, SeqtuneError
 from tuner.evidence import budget_pruner
 from tuner.objective import StudySpec
+from tuner.redact import redact_credentials
 from tuner.space import Choice, Distribution, SearchSpace, SpaceError, decode_value, parse_space_file
 
 DEFAULT_STORAGE = "sqlite:///seqtune_studies.db"
@@ -228,7 +229,8 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
                        args.reuse_actors),
         mlflow_uri=None if args.no_mlflow else tracking_uri(args.mlflow_uri),
         experiment=args.experiment or f"{model}-{args.dataset}", notes=notes,
-        command=shlex.join(["run_hyper.py", *(sys.argv[1:] if argv is None else argv)]), tags=_tags(args.tag))
+        command=redact_credentials(shlex.join(["run_hyper.py", *(sys.argv[1:] if argv is None else argv)])),
+        tags=_tags(args.tag))
 
 
 def _tags(pairs: Sequence[str]) -> dict[str, str]:
@@ -254,6 +256,9 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
         raise SeqtuneError("--timeout must be > 0 seconds")
     if args.timeout is not None and args.budget is not None:
         raise SeqtuneError("--timeout and --budget both limit the run's time: give one")
+    from tuner.backends.optuna.storage import check_storage_url
+
+    check_storage_url(args.storage)
     if args.pruner == "asha" and tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
     if tool == "ray" and args.pruner in ("median", "hyperband", "halving", "sync-halving"):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import SeqtuneError
 from tuner.backends.optuna import rungs
+from tuner.redact import redact_credentials
 from tuner.trial import TrialRecord, TrialState
 
 if TYPE_CHECKING:
@@ -58,6 +59,25 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class StorageError(SeqtuneError):
+    """The study storage cannot be opened: no study can run, so a plan stops on it too."""
+
+
+def check_storage_url(url: str) -> None:
+    """``--storage`` that names no database SQLAlchemy can open (a typo in the scheme, a missing driver):
+    one line before anything runs or is measured. A server that refuses the connection is found when the
+    study opens (make_storage)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(storage_url(url)).get_dialect().import_dbapi()  # the driver too: mysql:// without MySQLdb
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"--storage {redact_credentials(url)!r}: not a database seqtune can open "
+                           f"({str(exc).splitlines()[0]}); expected a sqlite file (sqlite:///studies.db, or a path) or "
+                           "postgresql://USER:PASSWORD@HOST/DB") from None
+
+
 def make_storage(url: str, heartbeat: tuple[int, int] | None) -> Any:
     """Optuna's RDBStorage (whose heartbeat outlives a failed beat); ``heartbeat`` = (interval, grace
     period) in seconds, for ``study.optimize``."""
@@ -79,7 +99,8 @@ def make_storage(url: str, heartbeat: tuple[int, int] | None) -> Any:
         except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver, a refused connection
             text = str(exc).lower()
             if attempt == 4 or ("duplicate" not in text and "already exists" not in text):
-                raise SeqtuneError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0]}") from None
+                raise StorageError(f"cannot open study storage {redact_credentials(url)!r}: "
+                                   f"{redact_credentials(str(exc).splitlines()[0])}") from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
 
@@ -166,7 +187,7 @@ class StudyStore:
             try:
                 study = optuna.load_study(**kwargs)
             except KeyError:
-                raise SeqtuneError(f"no study {plan.study_name!r} in {plan.storage}") from None
+                raise SeqtuneError(f"no study {plan.study_name!r} in {redact_credentials(plan.storage)}") from None
         store = cls(storage, study, storage.get_study_id_from_name(plan.study_name))
         if created:
             study.set_user_attr(SPACE_ATTR, space_signature(plan))
@@ -189,8 +210,8 @@ class StudyStore:
                 raise SeqtuneError(f"study {plan.study_name!r} was never fully created; use a new --study-name")
             time.sleep(0.5)
         if self.study.user_attrs.get(SPACE_ATTR) != space_signature(plan):
-            raise SeqtuneError(f"study {plan.study_name!r} in {plan.storage} was created for a different model, "
-                               "dataset or search space; pick another --study-name")
+            raise SeqtuneError(f"study {plan.study_name!r} in {redact_credentials(plan.storage)} was created for a "
+                               "different model, dataset or search space; pick another --study-name")
         if self.study.direction.name.lower() != direction:
             raise SeqtuneError(f"study {plan.study_name!r} optimises in the other direction; pick another --study-name")
 
