@@ -125,6 +125,9 @@ def test_a_long_study_says_so_and_names_what_fits(workdir: Path) -> None:
     share = evidence.PRUNED_EPOCH_FRACTION[pruner]  # the default --epochs (300) is past the table's trials
     pruned = replace(long, epochs_per_trial=long.epochs_per_trial * share)
     assert f"all of it with {pruner}: ~{format_duration(pruned.study_seconds)}" in budget
+    sampled = describe(_request(workdir, "--algo", "tpe", "--n-trials", "6"), long)
+    assert "  - 2 of the 6 trials: --n-trials 2 or --timeout 7200 (the same command with more later continues the " \
+           "tpe search)" in sampled and not any("grid" in line for line in sampled)  # no grid to sample
     short = StudyEstimate(trials=6, workers=1, threads=2, epoch_seconds=1.0, epochs_per_trial=35)
     assert len(describe(request, short)) == 1
     assert [format_duration(s) for s in (30, 600, 9000)] == ["30 s", "10 min", "2.5 h"]

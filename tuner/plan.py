@@ -304,8 +304,12 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
     fit = max(1, int(LONG_STUDY_SECONDS / per_trial))
     left = "this study takes" if not e.finished else "what is left of this study takes"
     lines.append(f"note: {left} about {format_duration(e.study_seconds)}, over 2 h. What fits in 2 h:")
-    lines.append(f"  - {fit} of the {e.to_run} points: --timeout 7200 --grid-order random runs an unbiased "
-                 "sample of the grid (the same command later resumes it), or a smaller space")
+    if request.algo == "grid":
+        lines.append(f"  - {fit} of the {e.to_run} points: --timeout 7200 --grid-order random runs an unbiased "
+                     "sample of the grid (the same command later resumes it), or a smaller space")
+    else:  # a sampled space has no grid to sample: fewer trials of the same search
+        lines.append(f"  - {fit} of the {e.to_run} trials: --n-trials {e.finished + fit} or --timeout 7200 (the same "
+                     f"command with more later continues the {request.algo} search)")
     for workers in sorted({2, max(2, cpu_count())} - {e.workers}):
         other = estimate(request, workers, plan_estimate.work)
         lines.append(f"  - --workers {workers}: ~{format_duration(other.study_seconds)}")
