@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,3 +284,30 @@ def _normalize(config: Config) -> None:
     modes = set(mode.values()) if isinstance(mode, dict) else {mode}
     if modes != {"full"}:
         raise ConfigError(f"{config.sources.get('eval_args')}: only full-sort evaluation (mode: full) is supported")
+    _check_device(config)
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(?::(\d+))?")
+
+
+def _check_device(config: Config) -> None:
+    """A device this machine has: asking for cuda where torch sees none failed every trial, one by one."""
+    value = config.values.get("device")
+    if value in (None, ""):
+        return
+    match = _DEVICE.fullmatch(str(value).strip().lower())
+    where = config.sources.get("device", "device")
+    if match is None:
+        raise ConfigError(f"{where}: device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    config.values["device"] = match[0]  # torch reads only the lower-case form
+    if not match[0].startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError(f"{where}: device {value!r}, but torch {torch.__version__} sees no CUDA device here; "
+                          "use cpu (or auto: cuda where there is one)")
+    if match[1] is not None and int(match[1]) >= count:
+        raise ConfigError(f"{where}: device {value!r}, but torch sees {count} CUDA device(s): cuda:0 to "
+                          f"cuda:{count - 1}")

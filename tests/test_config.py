@@ -87,3 +87,22 @@ def test_a_config_file_is_read_again_when_it_changes_and_callers_get_their_own_c
     path.write_text("hidden_size: [\n")
     with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
         read_yaml(path)
+
+
+def test_the_device_is_one_this_machine_has() -> None:
+    """--device cuda where torch sees no GPU failed every trial, one by one, with torch's assertion; now one
+    line before anything runs. The form is checked too, and "CPU" is read as torch's "cpu"."""
+    import torch
+
+    with pytest.raises(ConfigError, match=r"overrides: device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        build_config("GRU4Rec", overrides={"device": "gpu"})
+    assert build_config("GRU4Rec", overrides={"device": "CPU"})["device"] == "cpu"
+    assert build_config("GRU4Rec")["device"] == "auto"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        with pytest.raises(ConfigError, match=r"device 'cuda', but torch .* sees no CUDA device here; use cpu"):
+            build_config("GRU4Rec", overrides={"device": "cuda"})
+    else:  # a GPU machine: its devices pass, one past them does not
+        assert build_config("GRU4Rec", overrides={"device": f"cuda:{count - 1}"})["device"] == f"cuda:{count - 1}"
+        with pytest.raises(ConfigError, match=rf"device 'cuda:{count}', but torch sees {count} CUDA device"):
+            build_config("GRU4Rec", overrides={"device": f"cuda:{count}"})
