@@ -202,6 +202,26 @@ def test_a_storage_that_cannot_open_is_one_line_without_its_password(
     assert set(workdir.iterdir()) == before  # nothing written
 
 
+@pytest.mark.parametrize(("output", "message"), [
+    ("out", "--output_file out: is a folder; expected a file name"),
+    ("a-file/x.result", "a-file is a file, not a folder"),
+    ("/proc/seqtune/x.result", "cannot write in /proc ("),  # os.access says yes to root here: a real probe
+])
+def test_an_output_file_that_cannot_be_written_stops_before_training(
+        workdir: Path, output: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """It used to train every trial, then fail at the results with a traceback."""
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.001]\n")
+    (workdir / "out").mkdir()
+    (workdir / "a-file").write_text("")
+    before = set(workdir.rglob("*"))
+    command = hyper_command(workdir, "--params_file", "h.test", "--no-mlflow", "--epochs=1", "--output_file", output,
+                            f"--storage=sqlite:///{workdir / 's.db'}")
+    code, stderr = hyper_in_process(command, workdir, capsys)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
+    assert set(workdir.rglob("*")) == before  # nothing trained or written, the probe removed
+
+
 # -- interruption: kill -9 and Ctrl-C leave a study that the same command finishes ------------------
 
 KILL_SPACE = "learning_rate choice [0.01, 0.005, 0.002, 0.001]\nhidden_size choice [8]\n"
