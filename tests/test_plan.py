@@ -237,3 +237,15 @@ def test_the_plan_counts_s3recs_pretraining_once_per_cache_key(toys: Path) -> No
     assert (planned.pretrain.keys, planned.pretrain.epochs) == (2, 4) and planned.pretrain.seconds > 0
     assert planned.study_seconds == pytest.approx(4 * planned.trial_seconds + planned.pretrain.seconds)
     assert "2 distinct pretraining(s), 4 epochs" in describe(request, planned)[0]
+
+
+def test_more_workers_than_cores_are_planned_as_sharing_them(workdir: Path) -> None:
+    """Each worker's epoch is measured alone; 4x as many workers as cores run each epoch ~4x as long, and
+    the plan said the study would be 4x faster than with one worker per core."""
+    request = _request(workdir, "--epochs=20")
+    crowded = estimate(request, workers=4 * cpu_count())
+    assert crowded.threads == 1 and crowded.crowding == 4.0
+    assert estimate(request, workers=cpu_count()).crowding == 1.0
+    lines = describe(request, replace(crowded, epoch_seconds=1.0))
+    assert any(line.startswith(f"note: {4 * cpu_count()} worker(s) x 1 thread(s) on {cpu_count()} cores share them: "
+                               "each epoch takes ~4x as long") for line in lines), lines

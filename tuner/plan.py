@@ -53,6 +53,7 @@ class StudyEstimate:
     work: StudyWork | None = field(default=None, repr=False, compare=False)  # what it was computed from
     # the most cores other processes used while this estimate measured (0: cached): how, not what, it measured
     busy_cores: float = field(default=0.0, compare=False)
+    crowding: float = 1.0  # threads of all workers per core, where above 1: each epoch takes that much longer
 
     @property
     def trial_seconds(self) -> float:
@@ -273,12 +274,14 @@ def estimate(request: StudyRequest, workers: int | None = None, work: StudyWork 
     threads = max(1, cpu_count() // workers) if workers > 1 else (request.threads_per_worker or cpu_count())
     work = work or study_work(request)
     measured = [(*epoch_cost(request, params, threads), n) for params, n in work.by_shape]
-    epoch = sum(cost.epoch_seconds * n for cost, _, n in measured) / work.points
-    test = sum(cost.eval_seconds * n for cost, _, n in measured) / work.points  # test users = valid users
+    # more workers' threads than cores: each was measured alone, and shares its core with the others
+    crowding = max(1.0, workers * threads / cpu_count())
+    epoch = crowding * sum(cost.epoch_seconds * n for cost, _, n in measured) / work.points
+    test = crowding * sum(cost.eval_seconds * n for cost, _, n in measured) / work.points  # test users = valid
     pretrain = pretraining(request, work.pretrain_groups, threads)
     busy = max([pretrain.busy_cores, *(others for _, others, _ in measured)])
     return StudyEstimate(request.n_trials, workers, threads, epoch, expected_epochs(request), test,
-                         work.finished, pretrain, work, busy)
+                         work.finished, pretrain, work, busy, crowding)
 
 
 def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
@@ -294,6 +297,10 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
     if e.pretrain is not None and e.pretrain.keys:
         lines[0] += (f" (pretraining included: {e.pretrain.keys} distinct pretraining(s), {e.pretrain.epochs} "
                      f"epochs, ~{format_duration(e.pretrain.seconds)} of training; cached epochs are not counted)")
+    if e.crowding > 1:
+        lines.append(f"note: {e.workers} worker(s) x {e.threads} thread(s) on {cpu_count()} cores share them: each "
+                     f"epoch takes ~{e.crowding:.3g}x as long as alone (counted above), so the study is no faster "
+                     f"than with --workers {cpu_count()}, which holds less memory")
     if e.busy_cores > BUSY_SHARE * cpu_count():
         lines.append(f"note: other processes kept ~{e.busy_cores:.1f} of the {cpu_count()} cores busy while the "
                      "cost was measured: the times above are for a machine that busy; the measurement is not "
