@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import run_hyper, with_toy_data
+from tuner.tracking.mlflow_tracker import check_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -93,6 +94,8 @@ def test_mlflow_ui_lists_parent_and_children_and_draws_metric_chart(study: Path)
         command = ["mlflow", *command[3:]]
     SCREENSHOTS.mkdir(exist_ok=True)
     with serve(command, f"{base}/health", study / "mlflow.log"), sync_playwright() as playwright:
+        check_server(base + "/")  # a real server passes run_hyper's check (one that does not: test_tracking)
+        check_server(f"http://someone:pw@127.0.0.1:{port}")  # credentials are not part of the probe's host
         client = MlflowClient(base)
         experiment = client.get_experiment_by_name("GRU4Rec-toy")
         runs = client.search_runs([experiment.experiment_id])

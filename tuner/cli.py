@@ -245,8 +245,9 @@ def start_tracking(request: StudyRequest, plan: StudyPlan) -> Tracker:
         tracker = MlflowTracker.start_study(request.mlflow_uri, request.experiment, plan.study_name, tags, artifacts)
         tracker.share_view(request.valid_metric, list(plan.space.parameters))
     except Exception as exc:  # noqa: BLE001 - an unreachable server or a bad URI
-        reason = str(exc).splitlines()[0]
-        raise SeqtuneError(f"MLflow at {request.mlflow_uri!r} is not usable: {reason} (or pass --no-mlflow)") from None
+        reason = redact_credentials(str(exc).splitlines()[0])
+        raise SeqtuneError(f"MLflow at {redact_credentials(request.mlflow_uri)!r} is not usable: {reason} "
+                           "(or pass --no-mlflow)") from None
     return tracker
 
 

@@ -43,6 +43,32 @@ def retry(action: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+SERVER_CHECK_SECONDS = 10.0
+
+
+def check_server(uri: str) -> None:
+    """An http(s) tracking server answers at all (any HTTP status will do), checked once before the
+    study: MLflow's own client retries a refused connection with back-off for ~4 min before it gives up,
+    which a typo in --mlflow-uri should not cost. Failures during the study keep MLflow's retries."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")  # no user:password
+    health = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        urllib.request.urlopen(health, timeout=SERVER_CHECK_SECONDS).close()
+    except urllib.error.HTTPError:
+        return  # it answered: a proxy's 404 or an auth challenge is for MLflow's client to handle
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"no server answers ({reason})") from None
+
+
 def metric_name(key: str) -> str:
     """MLflow refuses '@' in names: recall@10 -> recall_at_10."""
     return key.replace("@", "_at_")
@@ -172,6 +198,7 @@ class MlflowTracker(Tracker):
         ``study_name`` tag when the study resumes)."""
         from mlflow.tracking import MlflowClient
 
+        check_server(uri)
         prepare_sqlite_store(uri)
         client = MlflowClient(tracking_uri=uri)
         found = retry(lambda: client.get_experiment_by_name(experiment))
