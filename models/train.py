@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.cli import command_parser, parse_with_overrides, run_cli, split_files
-from models.utils import atomic_path
+from models.utils import atomic_path, check_writable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args, overrides = parse_with_overrides(build_parser(), argv)
     config = build_config(args.model, args.dataset, split_files(args.config_files), overrides, "command line")
+    for flag, path, folder in (("--checkpoint", args.checkpoint, False), ("--result_json", args.result_json, False),
+                               ("--resume_dir", args.resume_dir, True)):
+        if path:  # before training, not after it
+            check_writable(Path(path), flag, folder)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
 

@@ -1,4 +1,4 @@
-"""Small shared helpers: cross-process file locks, atomic writes, seeding, device choice."""
+"""Small shared helpers: cross-process file locks, atomic writes, writable paths, seeding, device choice."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from models.errors import SeqtuneError
 
 
 @contextlib.contextmanager
@@ -69,3 +71,24 @@ def resolve_device(name: str | None) -> str:
     if name in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(name)
+
+
+def check_writable(path: Path, flag: str, folder: bool = False) -> None:
+    """``path`` (a file, or with ``folder`` a folder) can be written, its folders created where missing:
+    checked before anything trains, so a run does not train for hours and then fail at its results;
+    nothing is left behind (a dry run too)."""
+    if folder and path.exists() and not path.is_dir():
+        raise SeqtuneError(f"{flag} {path}: is a file; expected a folder")
+    if not folder and path.is_dir():
+        raise SeqtuneError(f"{flag} {path}: is a folder; expected a file name")
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise SeqtuneError(f"{flag} {path}: not writable")
+    nearest = path.resolve() if folder else path.resolve().parent
+    while not nearest.exists():  # the nearest existing folder must let us create the rest
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise SeqtuneError(f"{flag} {path}: {nearest} is a file, not a folder")
+    try:  # a probe, removed at once: os.access says yes to root on /proc or a root-squashed share
+        os.rmdir(tempfile.mkdtemp(dir=nearest, prefix=".seqtune-probe-"))
+    except OSError as exc:
+        raise SeqtuneError(f"{flag} {path}: cannot write in {nearest} ({exc.strerror})") from None

@@ -34,6 +34,21 @@ def test_unknown_dataset() -> None:
     assert_one_line_error(run_train("--dataset", "ml-10k"), "unknown dataset 'ml-10k'", "ml-100k")
 
 
+@pytest.mark.parametrize(("flag", "value", "fragment"), [
+    ("--checkpoint", "/proc/seqtune/best.pth", "--checkpoint /proc/seqtune/best.pth: cannot write in /proc ("),
+    ("--result_json", "out", "--result_json out: is a folder; expected a file name"),
+    ("--resume_dir", "a-file", "--resume_dir a-file: is a file; expected a folder"),
+])
+def test_an_output_path_that_cannot_be_written_stops_before_training(tmp_path: Path, flag: str, value: str,
+                                                                     fragment: str) -> None:
+    """They trained to the end, then failed with a traceback."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a-file").write_text("")
+    before = set(tmp_path.rglob("*"))
+    assert_one_line_error(run_train(flag, value, cwd=tmp_path), fragment)
+    assert set(tmp_path.rglob("*")) == before
+
+
 def test_unknown_key_both_flag_forms() -> None:
     assert_one_line_error(run_train("--learnin_rate=0.1"), "'learnin_rate'", "'learning_rate'")
     assert_one_line_error(run_train("--learnin_rate", "0.1"), "'learnin_rate'", "'learning_rate'")

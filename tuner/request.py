@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from models.cli import command_parser, parse_with_overrides, split_files
 from models.config import Config
 from models.errors import ConfigError, SeqtuneError
+from models.utils import check_writable
 from tuner.evidence import budget_pruner
 from tuner.objective import StudySpec
 from tuner.redact import redact_credentials
@@ -233,24 +233,6 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
         experiment=args.experiment or f"{model}-{args.dataset}", notes=notes,
         command=redact_credentials(shlex.join(["run_hyper.py", *(sys.argv[1:] if argv is None else argv)])),
         tags=_tags(args.tag))
-
-
-def check_writable(path: Path, flag: str) -> None:
-    """``path`` can be written, its folder created where missing: checked before anything trains, so a
-    study does not train for hours and then fail at its results; nothing is left behind (a dry run too)."""
-    if path.is_dir():
-        raise SeqtuneError(f"{flag} {path}: is a folder; expected a file name")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise SeqtuneError(f"{flag} {path}: not writable")
-    folder = path.resolve().parent
-    while not folder.exists():  # the nearest existing folder must let us create the rest
-        folder = folder.parent
-    if not folder.is_dir():
-        raise SeqtuneError(f"{flag} {path}: {folder} is a file, not a folder")
-    try:  # a probe, removed at once: os.access says yes to root on /proc or a root-squashed share
-        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".seqtune-probe-"))
-    except OSError as exc:
-        raise SeqtuneError(f"{flag} {path}: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _tags(pairs: Sequence[str]) -> dict[str, str]:
