@@ -150,6 +150,34 @@ def test_ray_refuses_optuna_pruners(workdir: Path, pruner: str) -> None:
     assert proc.returncode == 2 and "use --pruner asha" in proc.stderr
 
 
+def test_a_trial_larger_than_the_local_ray_cluster_is_one_line_before_anything_is_written(workdir: Path) -> None:
+    """Tune waited for ever for a trial no node can hold (`--gpus-per-trial 1` on a CPU machine)."""
+    (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
+    before = set(workdir.rglob("*"))
+    proc = run_hyper(workdir, "--params_file", "h.test", "--tool", "ray", "--cpus-per-trial", "1000",
+                     f"--storage=sqlite:///{workdir / 's.db'}", f"--mlflow-uri=sqlite:///{workdir / 'm.db'}",
+                     timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert errors[0].startswith("error: no trial fits this Ray cluster: --cpus-per-trial 1000, the cluster has ")
+    assert set(workdir.rglob("*")) == before  # no study, no MLflow run, no results
+
+
+def test_the_fit_check_names_what_is_short_and_only_warns_where_a_node_may_join(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from models.errors import SeqtuneError
+    from tuner.backends.ray_backend import RayBackend
+
+    cluster = {"CPU": 16.0, "GPU": 0.0, "memory": 1e9}
+    RayBackend(cpus_per_trial=16, gpus_per_trial=0).check_fits(cluster, fixed=True)  # fits: nothing said
+    with pytest.raises(SeqtuneError, match=r"^no trial fits this Ray cluster: --gpus-per-trial 0.25, the cluster "
+                                           r"has 0 GPU\(s\)$"):
+        RayBackend(gpus_per_trial=0.25).check_fits(cluster, fixed=True)
+    RayBackend(cpus_per_trial=32).check_fits(cluster, fixed=False)
+    assert "warning: no trial fits the Ray cluster now (--cpus-per-trial 32, the cluster has 16 CPU(s))" in (
+        capsys.readouterr().err)
+
+
 def test_asha_stops_weak_trials_and_keeps_their_results(workdir: Path) -> None:
     """One worker, so ASHA's decisions are deterministic: the good rate trains on, the hopeless ones stop
     at the first rung, marked PRUNED in the study with their best validation result so far."""

@@ -12,11 +12,13 @@ the study like an Optuna worker does; ASHA (``--pruner asha``) stops weak trials
 from __future__ import annotations
 
 import os
+import sys
 import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.errors import SeqtuneError
 from tuner.backends.base import Backend, StudyPlan
 from tuner.backends.optuna.records import remaining, snapshot
 from tuner.backends.optuna.storage import WORKER_ATTR, StudyStore, make_sampler, storage_url, this_worker
@@ -135,6 +137,7 @@ class RayBackend(Backend):
         self.gpus_per_trial = gpus_per_trial
         self.storage_path = storage_path
         self.reuse_actors = reuse_actors
+        self._started_here: bool | None = None  # whether this command started Ray (None: not connected yet)
 
     @property
     def uses_heartbeat(self) -> bool:
@@ -149,12 +152,7 @@ class RayBackend(Backend):
         todo = remaining(store.trials(), plan)
         if todo == 0:
             return self.collect(plan)
-        local = not ray.is_initialized() and not self.address
-        if not ray.is_initialized():
-            for key, value in LOOPBACK_ENV.items():  # keep a local Ray's sockets on 127.0.0.1
-                os.environ.setdefault(key, value)
-            extra: dict[str, Any] = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if local else {}
-            ray.init(address=self.address, log_to_driver=False, configure_logging=False, **extra)
+        local = self.connect()
         driver = this_worker()
         scheduler = asha_scheduler(plan)
         portable = _portable_plan(plan)
@@ -188,6 +186,44 @@ class RayBackend(Backend):
         if store.retry_own(f"{reason}; queued again for the resume") and not timed_out:
             raise KeyboardInterrupt
         return self.collect(plan)
+
+
+    def prepare(self, plan: StudyPlan) -> None:
+        self.connect()  # a trial that fits nowhere is said before the study or its tracking is written
+        super().prepare(plan)
+
+    def connect(self) -> bool:
+        """Ray, started here (loopback only) or joined at ``address``, once; whether this command started
+        it. A trial must fit the cluster's resources."""
+        import ray
+
+        if self._started_here is None:
+            self._started_here = not ray.is_initialized() and not self.address
+            if not ray.is_initialized():
+                for key, value in LOOPBACK_ENV.items():  # keep a local Ray's sockets on 127.0.0.1
+                    os.environ.setdefault(key, value)
+                extra: dict[str, Any] = ({"_node_ip_address": "127.0.0.1", "include_dashboard": False}
+                                         if self._started_here else {})
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False, **extra)
+            self.check_fits(ray.cluster_resources(), fixed=self._started_here)
+        return self._started_here
+
+    def check_fits(self, cluster: dict[str, float], fixed: bool) -> None:
+        """A trial that asks for more CPUs or GPUs than the whole cluster has is never placed: Tune waits
+        for it for ever. On a cluster this command started (fixed), that is an error; where Ray was given
+        an address, an autoscaler may add a node that fits, so it is a warning."""
+        asks = {"CPU": ("--cpus-per-trial", self.cpus_per_trial), "GPU": ("--gpus-per-trial", self.gpus_per_trial)}
+        short = [f"{flag} {need:g}, the cluster has {cluster.get(kind, 0):g} {kind}(s)"
+                 for kind, (flag, need) in asks.items() if need > cluster.get(kind, 0)]
+        if not short:
+            return
+        if fixed:
+            import ray
+
+            ray.shutdown()
+            raise SeqtuneError(f"no trial fits this Ray cluster: {'; '.join(short)}")
+        print(f"warning: no trial fits the Ray cluster now ({'; '.join(short)}): they wait until a node that "
+              "can hold one joins", file=sys.stderr)
 
 
 def _portable_plan(plan: StudyPlan) -> StudyPlan:
