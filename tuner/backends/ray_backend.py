@@ -187,7 +187,6 @@ class RayBackend(Backend):
             raise KeyboardInterrupt
         return self.collect(plan)
 
-
     def prepare(self, plan: StudyPlan) -> None:
         self.connect()  # a trial that fits nowhere is said before the study or its tracking is written
         super().prepare(plan)
