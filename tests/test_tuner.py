@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, hyper_command, hyper_env, hyper_in_process, run_hyper, study_rows
+from tuner.proctree import stat_fields
 from tuner.reporting import parse_recbole_output
 
 UNALLOCATABLE = 10**7  # a GRU this wide needs ~1 PB: a real failure inside the trial that no config check sees
@@ -356,12 +357,9 @@ def test_a_terminal_ctrl_c_while_the_workers_fork_server_imports_stops_cleanly(w
 
 def _group_alive(group: int) -> bool:
     """Whether a process of ``group`` still runs (a zombie waiting for init to reap it does not)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(pgrp) == group and state != "Z":
+    for entry in Path("/proc").iterdir():
+        fields = stat_fields(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == group and fields[0] != "Z":  # state, ppid, pgrp, ...
             return True
     return False
 

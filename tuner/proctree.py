@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 
-def _stat_fields(pid: int | str) -> list[str] | None:
+def stat_fields(pid: int | str) -> list[str] | None:
     """/proc/<pid>/stat's fields after the command name (which may hold spaces and ')'): state, ppid, ...;
     None for a process gone."""
     try:
@@ -20,7 +20,7 @@ def process_tree(root: int) -> list[int]:
     """``root`` and every process under it (workers, a fork server and its forks, Ray's daemons)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) is not None:
+        if entry.name.isdigit() and (fields := stat_fields(entry.name)) is not None:
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], [root]
     while todo:
@@ -33,11 +33,11 @@ def process_tree(root: int) -> list[int]:
 def tree_cpu_seconds(root: int) -> float | None:
     """CPU seconds of ``root`` and its live descendants, with the children each has waited for; None
     where there is no /proc (not Linux)."""
-    if _stat_fields(root) is None:
+    if stat_fields(root) is None:
         return None
     ticks = 0
     for pid in process_tree(root):
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is not None:
             ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
