@@ -480,6 +480,7 @@ def defaults(rows: list[dict[str, Any]], points: list[Point]) -> dict[str, Any]:
     budget = min((by[(s.name, 2)] for s in pruned if s.pruner not in ("asha", "sync-halving")),
                  key=lambda r: (r["time_to_target_noise_s"]["median"], r["wall_s"]["median"]))
     return {"expected_epochs": round(statistics.mean(len(p.valid) for p in points)),
+            "peak_epochs": sorted(p.peak_epoch + 1 for p in points),
             "pruned_epoch_fraction": {s.pruner: round(by[(s.name, 1)]["epochs"] / grid_epochs, 2) for s in pruned},
             "budget_grid_pruner": next(s.pruner for s in pruned if s.name == budget["strategy"])}
 

@@ -34,7 +34,8 @@ def test_the_estimate_measures_each_shape_once_and_caches_it(workdir: Path, tmp_
         pytest.skip(f"other processes kept {first.busy_cores:.1f} cores busy: a busy machine's cost is not cached")
     costs = sorted((Path(os.environ["SEQTUNE_CACHE"]) / "costs").glob("GRU4Rec-*.json"))
     assert len(costs) == 2  # hidden_size 8 and 16; the learning rate changes no cost
-    assert first.trials == 6 and first.epochs_per_trial == 20 and first.epoch_seconds > 0
+    # the table's trials to RecBole's early stop, at most 20 epochs: 4 stop at 15 epochs, 2 at 19
+    assert first.trials == 6 and first.epochs_per_trial == pytest.approx(19.27, abs=0.01) and first.epoch_seconds > 0
     assert first.study_seconds == 6 * first.trial_seconds  # one worker
     stamps = [p.stat().st_mtime_ns for p in costs]
     again = estimate(request)
@@ -136,11 +137,24 @@ def test_a_long_study_says_so_and_names_what_fits(workdir: Path) -> None:
 def test_a_pruned_study_is_planned_at_the_tables_share_of_epochs(workdir: Path) -> None:
     full = estimate(_request(workdir, "--epochs=50"))
     halving = estimate(_request(workdir, "--epochs=50", "--pruner", "halving"))
-    assert full.epochs_per_trial == evidence.EXPECTED_EPOCHS
+    assert full.epochs_per_trial == pytest.approx(31.3)  # the table's mean trial: its own stop and cap
     share = evidence.PRUNED_EPOCH_FRACTION["halving"]
-    assert halving.epochs_per_trial == pytest.approx(evidence.EXPECTED_EPOCHS * share)
+    assert halving.epochs_per_trial == pytest.approx(31.3 * share)
     capped = estimate(_request(workdir, "--epochs=3", "--pruner", "halving"))
     assert capped.epochs_per_trial == 3  # a cap short of the table's trials: the pruner's share is not assumed
+
+
+def test_a_trial_is_planned_under_the_studys_own_early_stop_and_cap(workdir: Path) -> None:
+    def epochs(*flags: str) -> float:
+        return estimate(_request(workdir, *flags)).epochs_per_trial
+
+    # the table's peaks (epochs 4 to 48), each followed by stopping_step + 1 epochs without improvement
+    assert epochs("--epochs=50", "--stopping_step=3") == pytest.approx(24.97, abs=0.01)
+    assert epochs("--epochs=300", "--stopping_step=20") == pytest.approx(42.03, abs=0.01)  # past the cap of 50
+    assert epochs("--epochs=40", "--stopping_step=300") == 40  # no early stop: every trial trains to the cap
+    assert epochs("--epochs=40", "--eval_step=0") == 40  # never validated: never stopped
+    assert epochs("--epochs=300", "--eval_step=2") == pytest.approx(evidence.trial_epochs(10, 300, 2))
+    assert evidence.trial_epochs(10, 300, 2) > evidence.trial_epochs(10, 300)  # patience counts evaluations
 
 
 def test_the_evidence_constants_are_the_replays() -> None:
@@ -148,7 +162,13 @@ def test_the_evidence_constants_are_the_replays() -> None:
     import json
 
     written = json.loads((ROOT / "bench" / "results" / "replay.json").read_text())["defaults"]
-    assert written["expected_epochs"] == evidence.EXPECTED_EPOCHS
+    assert written["expected_epochs"] == evidence.EXPECTED_EPOCHS == round(evidence.trial_epochs(10, 50))
+    # the peaks are the table's own (replay.py writes them too since they came in; read from the table here)
+    table = json.loads((ROOT / "bench" / "results" / "learning_curves_gru4rec.json").read_text())
+    peaks = [1 + [epoch["valid_result"]["mrr@10"] for epoch in trial["curve"]].index(
+        trial["best_valid_result"]["mrr@10"]) for trial in table["trials"]]
+    assert tuple(sorted(peaks)) == evidence.TABLE_PEAK_EPOCHS
+    assert "--stopping_step=10" in table["fixed"] and "--epochs=50" in table["fixed"]
     assert written["pruned_epoch_fraction"] == evidence.PRUNED_EPOCH_FRACTION
     assert written["budget_grid_pruner"] == evidence.BUDGET_GRID_PRUNER
 
@@ -191,6 +211,11 @@ def test_progress_lines_use_the_plan_until_this_run_finishes_a_trial() -> None:
     assert lines == ["[0/4 trials: 2 running, 0 pruned, 0 failed | 0 s elapsed, eta ~40 min (plan)]",
                      "[1/4 trials: 2 running, 1 pruned, 0 failed | best MRR@10 0.2500 | 5 min elapsed, eta 15 min]"]
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()  # a log file gets plain lines
+    clock = _Clock()  # slower than planned: the plan's ETA is never "0 s" while trials are left
+    late = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=600.0, clock=clock)
+    clock.now += 2401
+    assert late.line(StudyProgress(total=4, done=0, pruned=0, failed=0, running=2, best=None)).endswith(
+        "40 min elapsed, eta unknown (past the plan's 40 min)]")
 
 
 def test_progress_updates_one_line_in_place_on_a_terminal() -> None:
@@ -214,6 +239,36 @@ def test_progress_updates_one_line_in_place_on_a_terminal() -> None:
     quiet = _Terminal()
     ProgressDisplay("MRR@10", quiet=True, stream=quiet)(snap)
     assert quiet.getvalue() == ""
+
+
+def test_progress_counts_down_a_budget_or_timeout_beside_the_whole_studys_eta() -> None:
+    from tuner.reporting.progress import ProgressDisplay, StudyProgress
+
+    out, clock = io.StringIO(), _Clock()
+    display = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=600.0, clock=clock,
+                              time_limit=("budget", 1800.0))
+    display(StudyProgress(total=90, done=0, pruned=0, failed=0, running=1, best=None))
+    clock.now += 600
+    display(StudyProgress(total=90, done=1, pruned=0, failed=0, running=1, best=0.25))
+    clock.now += 1200
+    display(StudyProgress(total=90, done=1, pruned=0, failed=0, running=1, best=0.25))  # spent: a new line
+    display(StudyProgress(total=90, done=1, pruned=0, failed=0, running=1, best=0.25))  # no change: none
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "[0/90 trials: 1 running, 0 pruned, 0 failed | 0 s elapsed, eta ~15.0 h (plan) | budget 30 min left]",
+        "[1/90 trials: 1 running, 0 pruned, 0 failed | best MRR@10 0.2500 | 10 min elapsed, eta 14.8 h"
+        " | budget 20 min left]",
+        "[1/90 trials: 1 running, 0 pruned, 0 failed | best MRR@10 0.2500 | 30 min elapsed, eta 44.5 h"
+        " | budget spent: running trials stop at their next epoch]"]
+    out, clock = io.StringIO(), _Clock()
+    display = ProgressDisplay("MRR@10", stream=out, clock=clock, time_limit=("timeout", 60.0))
+    clock.now += 61
+    display(StudyProgress(total=2, done=1, pruned=0, failed=0, running=1, best=0.5))  # resumed: 1 done before
+    display(StudyProgress(total=2, done=2, pruned=0, failed=0, running=0, best=0.5))  # done: no limit shown
+    assert out.getvalue().splitlines() == [
+        "[1/2 trials: 1 running, 0 pruned, 0 failed | best MRR@10 0.5000 | 61 s elapsed, eta unknown (no plan)"
+        " | timeout reached: no new trials start]",
+        "[2/2 trials: 0 running, 0 pruned, 0 failed | best MRR@10 0.5000 | 61 s elapsed, eta 0 s]"]
 
 
 def test_pretraining_epochs_per_cache_key_continue_from_the_longest_cached_run() -> None:

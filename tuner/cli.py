@@ -193,11 +193,13 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
     backend.prepare(plan)
     tracker = start_tracking(request, plan)
     plan.tracker = tracker.handle()
-    display = ProgressDisplay(request.valid_metric, request.quiet, planned_seconds_per_trial=seconds_per_trial)
-    follow = follow_on_parent(tracker, backend, plan)
     tic = time.monotonic()
     if plan.budget and plan.timeout is not None and started is not None:
         plan.timeout = max(1.0, plan.timeout - (tic - started))
+    limit = None if plan.timeout is None else ("budget" if plan.budget else "timeout", plan.timeout)
+    display = ProgressDisplay(request.valid_metric, request.quiet, planned_seconds_per_trial=seconds_per_trial,
+                              time_limit=limit)
+    follow = follow_on_parent(tracker, backend, plan)
 
     def progress(snap: StudyProgress) -> None:
         display(snap)

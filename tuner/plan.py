@@ -6,9 +6,9 @@ An epoch's cost is measured on this machine for the study's own model, data and 
 threads each worker will get) and cached per model, dataset, shape and thread count, so the plan costs
 seconds once and nothing after. A measurement during which other processes kept more than a quarter of
 the cores busy is used for this plan only, said so, and not cached: a busy moment must not stand for the
-machine in every later plan. A trial is ``expected_epochs`` of those (the learning-curve table's mean,
-less the share a pruner stops: tuner/evidence.py); the study is its trials spread over the workers.
-Above two hours the plan says so and names what would fit.
+machine in every later plan. A trial is ``expected_epochs`` of those (the learning-curve table's trials
+under the study's early stop and cap, less the share a pruner stops: tuner/evidence.py); the study is its
+trials spread over the workers. Above two hours the plan says so and names what would fit.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.data.datasets import cache_root
 from models.utils import atomic_path
-from tuner.evidence import EXPECTED_EPOCHS, budget_pruner, pruned_epoch_fraction
+from tuner.evidence import budget_pruner, pruned_epoch_fraction, trial_epochs
 from tuner.proctree import machine_busy_seconds, tree_cpu_seconds
 from tuner.reporting.progress import format_duration
 from tuner.request import StudyRequest, cpu_count
@@ -74,9 +74,12 @@ class StudyEstimate:
 
 
 def expected_epochs(request: StudyRequest) -> float:
-    """Epochs per trial on average: the table's mean trial (or the cap), less what the pruner stops."""
+    """Epochs per trial on average: the table's trials under this early stop and cap, less what the
+    pruner stops."""
     cap = int(request.base["epochs"])
-    return min(cap, EXPECTED_EPOCHS) * pruned_epoch_fraction(request.pruner, cap)
+    base = request.base
+    return (trial_epochs(int(base["stopping_step"]), cap, int(base["eval_step"]))
+            * pruned_epoch_fraction(request.pruner, cap))
 
 
 def shape_of(request: StudyRequest, params: dict[str, Any]) -> dict[str, Any]:

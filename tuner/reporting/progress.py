@@ -42,7 +42,8 @@ class ProgressDisplay:
     then from this run's own pace; never "nan"."""
 
     def __init__(self, metric: str, quiet: bool = False, stream: TextIO | None = None,
-                 planned_seconds_per_trial: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 planned_seconds_per_trial: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 time_limit: tuple[str, float] | None = None) -> None:
         self.metric = metric
         self.planned = planned_seconds_per_trial  # the plan's estimate, until this run finishes a trial
         self.quiet = quiet
@@ -50,7 +51,10 @@ class ProgressDisplay:
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.clock = clock
         self.start = clock()
-        self._last: tuple[int, int, int, int, float | None] | None = None
+        # ("budget" or "timeout", seconds from now): a limit that may end the study before its last trial
+        self.limit_name = time_limit[0] if time_limit else ""
+        self.deadline: float | None = self.start + time_limit[1] if time_limit else None
+        self._last: tuple[int, int, int, int, float | None, bool] | None = None
         self._done_before: int | None = None  # trials a resumed study had finished before this run
         self._drawn = False
 
@@ -60,7 +64,7 @@ class ProgressDisplay:
         elapsed = self.clock() - self.start
         best = "" if snap.best is None else f" | best {self.metric} {snap.best:.4f}"
         return (f"[{snap.done}/{snap.total} trials: {snap.running} running, {snap.pruned} pruned, {snap.failed} failed"
-                f"{best} | {format_duration(elapsed)} elapsed, {self.eta(snap, elapsed)}]")
+                f"{best} | {format_duration(elapsed)} elapsed, {self.eta(snap, elapsed)}{self.limit(snap)}]")
 
     def eta(self, snap: StudyProgress, elapsed: float) -> str:
         left = max(0, snap.total - snap.done)
@@ -70,8 +74,23 @@ class ProgressDisplay:
         if done_here > 0:
             return f"eta {format_duration(elapsed / done_here * left)}"
         if self.planned is not None:
-            return f"eta ~{format_duration(max(0.0, self.planned * left - elapsed))} (plan)"
+            planned = self.planned * left
+            if planned > elapsed:
+                return f"eta ~{format_duration(planned - elapsed)} (plan)"
+            return f"eta unknown (past the plan's {format_duration(planned)})"  # slower than measured
         return "eta unknown (no plan)"
+
+    def limit(self, snap: StudyProgress) -> str:
+        """The budget's (or --timeout's) time left: the ETA is the whole study's, and a limit that ends
+        first ends it there (nothing new starts; under a budget running trials stop too)."""
+        if self.deadline is None or snap.done >= snap.total:
+            return ""
+        left = self.deadline - self.clock()
+        if left > 0:
+            return f" | {self.limit_name} {format_duration(left)} left"
+        if self.limit_name == "budget":
+            return " | budget spent: running trials stop at their next epoch"
+        return f" | {self.limit_name} reached: no new trials start"
 
     def __call__(self, snap: StudyProgress) -> None:
         if self.quiet:
@@ -82,10 +101,13 @@ class ProgressDisplay:
             self.stream.flush()
             self._drawn = True
             return
-        key = (snap.done, snap.running, snap.pruned, snap.failed, snap.best)
+        key = (snap.done, snap.running, snap.pruned, snap.failed, snap.best, self.spent())
         if key != self._last:
             self._last = key
             print(self.line(snap), file=self.stream, flush=True)
+
+    def spent(self) -> bool:
+        return self.deadline is not None and self.clock() >= self.deadline
 
     def close(self) -> None:
         if self._drawn:  # leave the last state on screen, and the cursor on a new line
