@@ -92,6 +92,28 @@ def test_bad_leaderboard_input_is_one_line(kg_workdir: Path, args: list[str], me
     assert set(kg_workdir.iterdir()) == before  # nothing written
 
 
+def test_a_budget_too_small_for_the_seed_runs_says_when_the_machine_was_busy(kg_workdir: Path) -> None:
+    from dataclasses import replace
+
+    from models.errors import SeqtuneError
+    from tuner.leaderboard import epoch_cap
+    from tuner.plan import StudyEstimate
+    from tuner.request import cpu_count, resolve
+
+    request = resolve(command(kg_workdir, "--model", "GRU4Rec", "--params_file", str(kg_workdir / "a.test"),
+                              "--no-mlflow")[2:])
+    slow = StudyEstimate(trials=2, workers=1, threads=2, epoch_seconds=400.0, epochs_per_trial=31)
+    assert epoch_cap([request], [slow], 3600.0, 3) == 2  # 2 seed runs in half the share: 1800 s / 800 s
+    with pytest.raises(SeqtuneError, match=r"too small: GRU4Rec's 2 seed runs of one epoch take ~13 min of its 10 "
+                                           r"min$"):
+        epoch_cap([request], [slow], 600.0, 3)
+    busy = replace(slow, busy_cores=0.9 * cpu_count())  # measured while the machine was busy: it says so
+    with pytest.raises(SeqtuneError, match=rf"of its 10 min \(other processes kept ~{0.9 * cpu_count():.1f} of the "
+                                           rf"{cpu_count()} cores busy while the cost was measured: a quieter "
+                                           r"machine may fit it\)$"):
+        epoch_cap([request], [busy], 600.0, 3)
+
+
 def _entry(model: str, valid: tuple[float, float] | None) -> Entry:
     scores = {} if valid is None else {"mrr@10": valid}
     return Entry(model, {}, scores, scores, seeds=3, trials=4, pruned=0, seconds=60.0)

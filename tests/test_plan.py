@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, run_hyper
 from tuner import evidence
-from tuner.plan import BUSY_SHARE, OthersLoad, StudyEstimate, describe, estimate, read_cached_cost
+from tuner.plan import OthersLoad, StudyEstimate, describe, estimate, read_cached_cost
 from tuner.reporting.progress import format_duration
 from tuner.request import cpu_count, resolve
 
@@ -30,7 +30,7 @@ def _request(workdir: Path, *extra: str):
 def test_the_estimate_measures_each_shape_once_and_caches_it(workdir: Path, tmp_path: Path) -> None:
     request = _request(workdir, "--epochs=20")
     first = estimate(request)
-    if first.busy_cores > BUSY_SHARE * cpu_count():  # the test below covers that case
+    if first.measured_busy:  # the test below covers that case
         pytest.skip(f"other processes kept {first.busy_cores:.1f} cores busy: a busy machine's cost is not cached")
     costs = sorted((Path(os.environ["SEQTUNE_CACHE"]) / "costs").glob("GRU4Rec-*.json"))
     assert len(costs) == 2  # hidden_size 8 and 16; the learning rate changes no cost
@@ -73,7 +73,7 @@ def test_a_cost_measured_while_other_processes_keep_the_cores_busy_is_said_and_n
     finally:
         for pid in hogs:
             os.kill(pid, signal.SIGKILL)
-    assert planned.busy_cores > BUSY_SHARE * cpu_count() and planned.epoch_seconds > 0
+    assert planned.measured_busy and planned.epoch_seconds > 0
     assert not list((Path(os.environ["SEQTUNE_CACHE"]) / "costs").glob("GRU4Rec-*.json"))
     assert any(line.startswith("note: other processes kept ~") for line in describe(_request(workdir), planned))
 
@@ -107,7 +107,7 @@ def test_a_resumed_study_plans_only_the_trials_it_has_left(workdir: Path) -> Non
         study.add_trial(optuna.trial.create_trial(state=state, value=value))
     resumed = estimate(request)
     assert resumed.finished == 2 and resumed.to_run == 4  # a failed or queued trial runs (again)
-    if max(fresh.busy_cores, resumed.busy_cores) > BUSY_SHARE * cpu_count():  # then each plan measures anew
+    if fresh.measured_busy or resumed.measured_busy:  # then each plan measures anew
         pytest.skip("other processes kept the cores busy: the two plans' costs were measured apart")
     assert resumed.study_seconds == 4 * resumed.trial_seconds == pytest.approx(fresh.study_seconds * 4 / 6)
     assert "6 trials (grid, 2 finished before: 4 to run)" in describe(request, resumed)[0]

@@ -168,6 +168,8 @@ def epoch_cap(requests: Sequence[StudyRequest], estimates: Sequence[StudyEstimat
               seeds: int) -> int | None:
     """The epochs every model trains when its seed runs at full length would take more than SEED_SHARE of
     its share (None: no cap needed). The same cap for all: one protocol."""
+    from tuner.plan import busy_measurement
+
     caps = []
     for request, planned in zip(requests, estimates, strict=True):
         runs = seed_runs_to_train(request.space, seeds)
@@ -179,9 +181,10 @@ def epoch_cap(requests: Sequence[StudyRequest], estimates: Sequence[StudyEstimat
         epochs = int(SEED_SHARE * share / (rounds * planned.epoch_seconds))
         if epochs < 1:
             one_epoch = format_duration(rounds * planned.epoch_seconds)
+            busy = f" ({busy_measurement(planned)}: a quieter machine may fit it)" if planned.measured_busy else ""
             raise SeqtuneError(f"--budget {format_duration(share * len(requests))} is too small: "
                                f"{request.spec.model}'s {runs} seed runs of one epoch take ~{one_epoch} "
-                               f"of its {format_duration(share)}")
+                               f"of its {format_duration(share)}{busy}")
         caps.append(epochs)
     if not caps:
         return None

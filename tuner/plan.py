@@ -60,6 +60,11 @@ class StudyEstimate:
         return self.epoch_seconds * self.epochs_per_trial + self.test_seconds
 
     @property
+    def measured_busy(self) -> bool:
+        """Measured while other processes kept the cores busy: the times are that busy machine's."""
+        return self.busy_cores > BUSY_SHARE * cpu_count()
+
+    @property
     def to_run(self) -> int:
         return max(0, self.trials - self.finished)
 
@@ -71,6 +76,10 @@ class StudyEstimate:
         if self.pretrain is not None and self.pretrain.keys:
             pretrain = self.pretrain.seconds / min(self.workers, self.pretrain.keys)
         return math.ceil(self.to_run / self.workers) * self.trial_seconds + pretrain
+
+
+def busy_measurement(e: StudyEstimate) -> str:
+    return f"other processes kept ~{e.busy_cores:.1f} of the {cpu_count()} cores busy while the cost was measured"
 
 
 def expected_epochs(request: StudyRequest) -> float:
@@ -304,10 +313,9 @@ def describe(request: StudyRequest, plan_estimate: StudyEstimate) -> list[str]:
         lines.append(f"note: {e.workers} worker(s) x {e.threads} thread(s) on {cpu_count()} cores share them: each "
                      f"epoch takes ~{e.crowding:.3g}x as long as alone (counted above), so the study is no faster "
                      f"than with --workers {cpu_count()}, which holds less memory")
-    if e.busy_cores > BUSY_SHARE * cpu_count():
-        lines.append(f"note: other processes kept ~{e.busy_cores:.1f} of the {cpu_count()} cores busy while the "
-                     "cost was measured: the times above are for a machine that busy; the measurement is not "
-                     "kept, the next plan measures again")
+    if e.measured_busy:
+        lines.append(f"note: {busy_measurement(e)}: the times above are for a machine that busy; the measurement "
+                     "is not kept, the next plan measures again")
     if e.study_seconds <= LONG_STUDY_SECONDS:
         return lines
     per_trial = e.study_seconds / e.to_run
