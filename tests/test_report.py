@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tuner.reporting.report import SECTIONS, StudyFacts, render, write_report
 from tuner.trial import TrialRecord, TrialState
 
@@ -71,3 +73,36 @@ def test_importances_are_drawn_only_where_there_is_something_to_compare(tmp_path
         written = write_plots(study, tmp_path / str(len(names)))
         assert len(written) == expected
         assert any(p.name == "param_importances.png" for p in written) == (len(names) > 1)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_parallel_coordinates_keep_the_best_and_worst_trial_inside_the_frame_and_visible() -> None:
+    """Optuna draws them on the clipped top and bottom edges, the worst in white: both were invisible."""
+    import optuna
+    from matplotlib.collections import LineCollection
+
+    from tuner.reporting.plots import parallel_coordinate
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    scores = {(16, 0.001): 0.0772, (16, 0.01): 0.0724, (8, 0.01): 0.0526, (8, 0.001): 0.0422}
+    study = optuna.create_study(direction="maximize")
+    for hidden, rate in scores:
+        study.enqueue_trial({"hidden_size": hidden, "learning_rate": rate})
+    study.optimize(lambda t: scores[(t.suggest_categorical("hidden_size", [8, 16]),
+                                     t.suggest_float("learning_rate", 0.001, 0.01, log=True))], n_trials=4)
+    axes = parallel_coordinate(study)
+    twins = [ax for ax in axes.figure.axes if ax is not axes and ax.get_label() != "<colorbar>"]
+    rate_axis = next(ax for ax in twins if ax.get_yscale() == "log")
+
+    def height(ax, value: float) -> float:  # where a value sits, as a share of the axis's height
+        return float(ax.transAxes.inverted().transform(ax.transData.transform((0.0, value)))[1])
+
+    for ax, worst, best in ((axes, 0.0422, 0.0772), (rate_axis, 0.001, 0.01)):
+        assert 0.02 < height(ax, worst) < height(ax, best) < 0.98  # inside the frame, not on its edges
+    assert height(rate_axis, 0.001) == pytest.approx(height(axes, 0.0422))  # the twins stay aligned
+    lines = next(c for c in axes.collections if isinstance(c, LineCollection))
+    worst_colour = lines.get_cmap()(lines.norm(0.0422))
+    assert sum(worst_colour[:3]) < 2.4  # not white on the white legend, nor lost on the grey plot area
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
