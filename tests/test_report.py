@@ -106,3 +106,21 @@ def test_parallel_coordinates_keep_the_best_and_worst_trial_inside_the_frame_and
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_learning_curves_show_a_one_epoch_trial_and_keep_the_legend_off_the_curves() -> None:
+    from tuner.reporting.report import curves_figure
+
+    fig = curves_figure(records(), FACTS)
+    valid_ax, loss_ax = fig.axes
+    lines = {line.get_label(): line for line in valid_ax.get_lines()}
+    pruned = next(line for label, line in lines.items() if label.startswith("#2 "))  # pruned after one epoch
+    assert len(pruned.get_xdata()) == 1 and pruned.get_marker() == "o"  # a point: a line of one point is invisible
+    assert all(line.get_marker() in ("None", None, "") for label, line in lines.items() if not label.startswith("#2 "))
+    assert valid_ax.get_legend() is None and loss_ax.get_legend() is not None
+    fig.canvas.draw()
+    legend = loss_ax.get_legend().get_window_extent()
+    assert legend.x0 > loss_ax.get_window_extent().x1  # beside the plots, covering no curve
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -144,6 +144,11 @@ def anytime_png(records: Sequence[TrialRecord], facts: StudyFacts) -> bytes | No
 
 
 def curves_png(records: Sequence[TrialRecord], facts: StudyFacts) -> bytes | None:
+    fig = curves_figure(records, facts)
+    return None if fig is None else _png(fig)
+
+
+def curves_figure(records: Sequence[TrialRecord], facts: StudyFacts):  # type: ignore[no-untyped-def]
     """Valid metric and train loss per epoch of the best trials (pruned ones included, dashed)."""
     ranked = sorted((r for r in records if r.curve and r.best_valid_score is not None),
                     key=lambda r: r.best_valid_score, reverse=facts.bigger)[:TOP_CURVES]  # type: ignore[arg-type,return-value]
@@ -156,9 +161,10 @@ def curves_png(records: Sequence[TrialRecord], facts: StudyFacts) -> bytes | Non
         epochs = [e["epoch"] for e in record.curve or []]
         style = "--" if record.state == TrialState.PRUNED else "-"
         label = f"#{record.number} " + ", ".join(f"{k}={v}" for k, v in sorted(record.params.items()))
+        marker = {"marker": "o", "markersize": 4} if len(epochs) == 1 else {}  # one epoch: a point, no line
         valid_ax.plot(epochs, [(e.get("valid_result") or {}).get(key) for e in record.curve or []], style,
-                      label=label[:60])
-        loss_ax.plot(epochs, [e.get("train_loss") for e in record.curve or []], style)
+                      label=label[:60], **marker)
+        loss_ax.plot(epochs, [e.get("train_loss") for e in record.curve or []], style, **marker)
     valid_ax.set_ylabel(f"valid {facts.metric}")
     loss_ax.set_ylabel("train loss")
     from matplotlib.ticker import MaxNLocator
@@ -167,5 +173,7 @@ def curves_png(records: Sequence[TrialRecord], facts: StudyFacts) -> bytes | Non
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 0.25 ticks
         ax.grid(alpha=0.3)
-    valid_ax.legend(fontsize=7)
-    return _png(fig)
+    # beside the plots, not on them: inside, it covered the curves it names
+    loss_ax.legend(*valid_ax.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8,
+                   frameon=False)
+    return fig
