@@ -35,10 +35,15 @@ DEFAULT_STORAGE = "sqlite:///seqtune_studies.db"
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("run_hyper.py", "Tune a sequential recommender over a RecBole hyper.test search space.")
     recbole = p.add_argument_group("RecBole's flags")
-    recbole.add_argument("--model", "-m", required=True, help="model name (GRU4Rec, GRU4RecKG, KSR, S3Rec)")
+    recbole.add_argument("--model", "-m", required=True,
+                         help="model name (GRU4Rec, GRU4RecKG, KSR, S3Rec); several, comma separated, with --budget: "
+                              "a leaderboard (each tuned on an equal share, its best re-run over --seeds, 3 by "
+                              "default; search_spaces/<Model>.test unless --params_file names one per model)")
     recbole.add_argument("--dataset", "-d", default="ml-100k", help="dataset name; --data_path=DIR for your own")
     recbole.add_argument("--config_files", nargs="*", default=[], help="fixed-setting YAML files, space separated")
-    recbole.add_argument("--params_file", required=True, help="search space in RecBole's hyper.test format")
+    recbole.add_argument("--params_file", required=True,
+                         help="search space in RecBole's hyper.test format (a leaderboard: optional, or one per model, "
+                              "comma separated)")
     recbole.add_argument("--output_file", default="hyper_example.result",
                          help="RecBole-format results; results.csv and best_config.yaml go beside it")
     recbole.add_argument("--tool", default="optuna", type=str.lower,
