@@ -241,6 +241,29 @@ def test_progress_updates_one_line_in_place_on_a_terminal() -> None:
     assert quiet.getvalue() == ""
 
 
+def test_a_narrow_terminal_keeps_the_eta_and_the_budget_rather_than_cutting_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.reporting.progress import ProgressDisplay, StudyProgress
+
+    snap = StudyProgress(total=30, done=3, pruned=1, failed=0, running=2, best=0.0564)
+    frames = {}
+    for columns in (200, 100, 80, 40):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        out, clock = _Terminal(), _Clock()
+        display = ProgressDisplay("MRR@10", stream=out, planned_seconds_per_trial=600.0, clock=clock,
+                                  time_limit=("budget", 1800.0))
+        display(StudyProgress(total=30, done=0, pruned=0, failed=0, running=2, best=None))
+        clock.now += 840
+        display(snap)
+        frames[columns] = out.getvalue().split("\r")[-1].removesuffix("\x1b[K")
+        assert len(frames[columns]) < columns  # the cursor's column is left free: no wrap
+    assert frames[200] == ("[3/30 trials: 2 running, 1 pruned, 0 failed | best MRR@10 0.0564 | 14 min elapsed, "
+                           "eta 2.1 h | budget 16 min left]")
+    assert frames[100] == "[3/30 trials | best MRR@10 0.0564 | 14 min elapsed, eta 2.1 h | budget 16 min left]"
+    assert frames[80] == "[3/30 | best 0.0564 | 14 min, eta 2.1 h | budget 16 min]"
+    assert frames[40] == frames[80][:39]  # narrower than the shortest form: cut, as before
+
+
 def test_progress_counts_down_a_budget_or_timeout_beside_the_whole_studys_eta() -> None:
     from tuner.reporting.progress import ProgressDisplay, StudyProgress
 

@@ -58,13 +58,22 @@ class ProgressDisplay:
         self._done_before: int | None = None  # trials a resumed study had finished before this run
         self._drawn = False
 
-    def line(self, snap: StudyProgress) -> str:
+    def line(self, snap: StudyProgress, width: int | None = None) -> str:
+        """The full line, or within ``width`` the first that fits of: without the states' counts, then
+        also without the words; the ETA and the limit are what a narrow terminal must still show."""
         if self._done_before is None:
             self._done_before = snap.done
         elapsed = self.clock() - self.start
+        eta, limit = self.eta(snap, elapsed), self.limit(snap)
         best = "" if snap.best is None else f" | best {self.metric} {snap.best:.4f}"
-        return (f"[{snap.done}/{snap.total} trials: {snap.running} running, {snap.pruned} pruned, {snap.failed} failed"
-                f"{best} | {format_duration(elapsed)} elapsed, {self.eta(snap, elapsed)}{self.limit(snap)}]")
+        states = f": {snap.running} running, {snap.pruned} pruned, {snap.failed} failed"
+        full = f"[{snap.done}/{snap.total} trials{states}{best} | {format_duration(elapsed)} elapsed, {eta}{limit}]"
+        if width is None or len(full) <= width:
+            return full
+        medium = f"[{snap.done}/{snap.total} trials{best} | {format_duration(elapsed)} elapsed, {eta}{limit}]"
+        best = "" if snap.best is None else f" | best {snap.best:.4f}"
+        short = f"[{snap.done}/{snap.total}{best} | {format_duration(elapsed)}, {eta}{self.limit(snap, short=True)}]"
+        return next((text for text in (medium, short) if len(text) <= width), short[:width])
 
     def eta(self, snap: StudyProgress, elapsed: float) -> str:
         left = max(0, snap.total - snap.done)
@@ -80,14 +89,16 @@ class ProgressDisplay:
             return f"eta unknown (past the plan's {format_duration(planned)})"  # slower than measured
         return "eta unknown (no plan)"
 
-    def limit(self, snap: StudyProgress) -> str:
+    def limit(self, snap: StudyProgress, short: bool = False) -> str:
         """The budget's (or --timeout's) time left: the ETA is the whole study's, and a limit that ends
         first ends it there (nothing new starts; under a budget running trials stop too)."""
         if self.deadline is None or snap.done >= snap.total:
             return ""
         left = self.deadline - self.clock()
         if left > 0:
-            return f" | {self.limit_name} {format_duration(left)} left"
+            return f" | {self.limit_name} {format_duration(left)}" + ("" if short else " left")
+        if short:
+            return f" | {self.limit_name} {'spent' if self.limit_name == 'budget' else 'reached'}"
         if self.limit_name == "budget":
             return " | budget spent: running trials stop at their next epoch"
         return f" | {self.limit_name} reached: no new trials start"
@@ -97,7 +108,7 @@ class ProgressDisplay:
             return
         if self.terminal:
             width = shutil.get_terminal_size((120, 20)).columns - 1
-            self.stream.write("\r" + self.line(snap)[:width] + "\x1b[K")
+            self.stream.write("\r" + self.line(snap, width) + "\x1b[K")
             self.stream.flush()
             self._drawn = True
             return
