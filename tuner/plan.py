@@ -85,8 +85,8 @@ def busy_measurement(e: StudyEstimate) -> str:
 def expected_epochs(request: StudyRequest) -> float:
     """Epochs per trial on average: the table's trials under this early stop and cap, less what the
     pruner stops."""
-    cap = int(request.base["epochs"])
     base = request.base
+    cap = int(base["epochs"])
     return (trial_epochs(int(base["stopping_step"]), cap, int(base["eval_step"]))
             * pruned_epoch_fraction(request.pruner, cap))
 
