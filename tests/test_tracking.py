@@ -219,3 +219,58 @@ def test_an_mlflow_server_that_does_not_answer_is_one_line_at_once(workdir: Path
         f"error: MLflow at 'http://alice:***@127.0.0.1:{port}' is not usable: no server answers ([Errno 111] "
         "Connection refused) (or pass --no-mlflow)"], proc.stderr
     assert "pw-never-shown" not in proc.stderr + proc.stdout
+
+
+def test_a_tracking_server_that_goes_down_costs_no_trial_and_the_same_command_fills_mlflow_in(
+        workdir: Path) -> None:
+    """A real MLflow server stopped while the first trial logs its epochs: every trial still trains and
+    completes (before: each tracking call failed after ~4 min of retries, and so did the trial), with one
+    warning; once the server is back, the same command gives every trial its run, its whole curve and its
+    end, and finishes the parent."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_ui import serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    server = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+              "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+              "--default-artifact-root", str(workdir / "artifacts")]
+    (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.001]\n")
+    args = ["--params_file", "h.test", "--epochs=30", "--stopping_step=100", f"--storage=sqlite:///{workdir / 's.db'}",
+            "--study-name", "down", f"--mlflow-uri={uri}"]
+    from tests.conftest import hyper_command, hyper_env
+
+    with serve(server, f"{uri}/health", workdir / "server1.log"):
+        study = subprocess.Popen(hyper_command(workdir, *args), cwd=workdir, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=hyper_env())
+        client, deadline = MlflowClient(uri), time.time() + 300
+        while not [r for r in client.search_runs(["1"]) if r.data.metrics.get("train_loss") is not None]:
+            assert study.poll() is None and time.time() < deadline, "no trial logged an epoch"
+            time.sleep(0.2)
+    # the server is gone while trial 0 trains
+    out, err = study.communicate(timeout=600)
+    assert study.returncode == 0, err[-3000:]
+    assert [state for _, state, _ in study_rows(workdir / "s.db")] == ["COMPLETE"] * 3  # no trial lost
+    assert err.count(f"warning: MLflow at {uri} does not answer") == 1, err
+    with serve(server, f"{uri}/health", workdir / "server2.log"):
+        again = run_hyper(workdir, *args)
+        assert again.returncode == 0, again.stderr[-3000:]
+        client = MlflowClient(uri)
+        runs = client.search_runs(["1"])
+        curves = {r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")]
+                  for r in runs}
+    children = {r.data.tags["trial_number"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert sorted(children) == ["0", "1", "2"]
+    for run in children.values():
+        assert run.info.status == "FINISHED" and run.data.tags["state"] == "COMPLETE"
+        steps = curves[run.info.run_id]
+        assert sorted(steps) == list(range(30)), steps  # every epoch once: the missed ones filled in
+        assert "test_mrr_at_10" in run.data.metrics
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_complete"] == 3

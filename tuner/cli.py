@@ -281,6 +281,7 @@ def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name
     checkpoint = plan.spec.checkpoint(best.number) if best is not None else None
     if best is not None and best.run_id and checkpoint and checkpoint.is_file() and not plan.spec.log_checkpoints:
         study.tracker.log_trial_artifact(best.run_id, checkpoint)
+    study.tracker.backfill(records, lambda params: plan.spec.config(params).to_dict())
     study.tracker.log_study(records, plan.direction_bigger, study.seconds)
     study.tracker.finish_study({"": written, "plots": plots})
     return best

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,12 @@ class Tracker(ABC):
     def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         """artifacts: files by the artifact folder they go to ("" = the run's root)."""
 
+    def backfill(self, records: Sequence[TrialRecord],  # noqa: B027 - optional for trackers
+                 config_of: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Record the finished trials whose tracking was missed (a store that was down); nothing by default.
+        ``config_of(params)``: a trial's resolved config."""
+        return None
+
     def log_trial_artifact(self, run_id: str, path: Path) -> None:  # noqa: B027 - optional for trackers
         """Attach a file to a finished trial's run (the best trial's checkpoint); nothing by default."""
         return None
@@ -58,7 +64,9 @@ class Tracker(ABC):
         return None
 
 
-class _NullRun(TrialRun):
+class NullRun(TrialRun):
+    """A run that records nothing (no tracking, or a store that was down when the trial started)."""
+
     def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None:
         pass
 
@@ -72,7 +80,7 @@ class NullTracker(Tracker):
         return {"kind": "null"}
 
     def start_trial(self, number: int, params: dict[str, Any], config: dict[str, Any]) -> TrialRun:
-        return _NullRun()
+        return NullRun()
 
     def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         pass

@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -23,7 +24,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tuner.tracking.base import Tracker, TrialRun
+from tuner.redact import redact_credentials
+from tuner.tracking.base import NullRun, Tracker, TrialRun
 from tuner.trial import TrialRecord, TrialState
 
 T = TypeVar("T")
@@ -44,6 +46,79 @@ def retry(action: Callable[[], T], attempts: int = 8) -> T:
 
 
 SERVER_CHECK_SECONDS = 10.0
+PROBE_SECONDS = 30.0  # while a store is down, how often a call may look whether it answers again
+# MLflow's client retries a failed request 7 times with back-off (~4 min a call) by default. Once a study
+# runs, a store that does not answer within ~15 s is taken as down (below), so each process asks for 3
+# retries and a 30 s read timeout unless the user set them; a brief hiccup still passes.
+CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                   "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # the command prints the study's link
+UNREACHABLE = ("max retries exceeded", "connection refused", "failed to establish", "timed out", "connection aborted",
+               "remote end closed", "failed with error code 5", "unable to open database file")
+
+
+class Outage:
+    """Tracking never costs a trial. During a study a tracking call that fails is dropped with a warning
+    and the trial trains on; a store that does not answer (refused, timed out, a 5xx) is marked down for
+    this process, and every later call is skipped (no minutes of retries per epoch) until a probe, at most
+    every PROBE_SECONDS, finds it answering again. What was skipped is not replayed: the study's own
+    results (its storage, results.csv, report.html) have it, and the parent run is brought up to date by
+    the next update, or by the same command once the store answers."""
+
+    down_since: dict[str, float] = {}  # uri -> monotonic time of the last failure (this process)
+    last_probe: dict[str, float] = {}
+    warned: set[str] = set()
+
+    @classmethod
+    def call(cls, uri: str, what: str, action: Callable[[], object]) -> bool:
+        """Run one tracking call (``what`` names it in a warning); False: it failed or was skipped."""
+        if uri in cls.down_since and not cls.probe(uri):
+            return False
+        try:
+            retry(action)
+        except Exception as exc:  # noqa: BLE001 - any failure of tracking: the training goes on
+            cls._failed(uri, what, exc)
+            return False
+        if cls.down_since.pop(uri, None) is not None:
+            warn(f"MLflow at {redact_credentials(uri)} answers again: tracking resumed ({what}); the trials it "
+                 "missed are filled in at the end", kind="note")
+        return True
+
+    @classmethod
+    def fetch(cls, uri: str, what: str, action: Callable[[], T]) -> T | None:
+        """``call`` for a call whose answer is needed: None when it failed or was skipped."""
+        answer: list[T] = []
+        return answer[0] if cls.call(uri, what, lambda: answer.append(action())) else None
+
+    @classmethod
+    def probe(cls, uri: str) -> bool:
+        """Whether a store marked down answers again (False without asking within PROBE_SECONDS)."""
+        now = time.monotonic()
+        if now - cls.last_probe.get(uri, 0.0) < PROBE_SECONDS:
+            return False
+        cls.last_probe[uri] = now
+        try:
+            check_server(uri)  # seconds at most; a file store has no probe: the call itself tries
+        except ConnectionError:
+            return False
+        return True
+
+    @classmethod
+    def _failed(cls, uri: str, what: str, exc: BaseException) -> None:
+        reason = redact_credentials(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if any(marker in str(exc).lower() for marker in UNREACHABLE):
+            first = uri not in cls.down_since
+            cls.down_since[uri] = cls.last_probe[uri] = time.monotonic()
+            if first:
+                warn(f"MLflow at {redact_credentials(uri)} does not answer ({what}: {reason[:200]}); training goes "
+                     f"on, tracking resumes when it answers (looked at every {PROBE_SECONDS:.0f} s); what it "
+                     "missed is in the study's results")
+        elif reason not in cls.warned:
+            cls.warned.add(reason)
+            warn(f"MLflow refused {what} ({reason[:300]}); training goes on")
+
+
+def warn(message: str, kind: str = "warning") -> None:
+    print(f"{kind}: {message}", file=sys.stderr, flush=True)
 
 
 def check_server(uri: str) -> None:
@@ -138,18 +213,31 @@ def git_commit() -> str | None:
         return None
 
 
+def epoch_metrics(epoch: int, train_loss: float | None, valid: dict[str, float], now: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    loss = [] if train_loss is None else [Metric("train_loss", float(train_loss), now, epoch)]
+    return [*loss, *(Metric(f"valid_{metric_name(k)}", float(v), now, epoch) for k, v in valid.items())]
+
+
 class MlflowRun(TrialRun):
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, uri: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.uri = uri
 
     def log_epoch(self, epoch: int, train_loss: float, valid: dict[str, float]) -> None:
-        from mlflow.entities import Metric
+        metrics = epoch_metrics(epoch, train_loss, valid, int(time.time() * 1000))
+        Outage.call(self.uri, f"epoch {epoch}'s metrics", lambda: self.client.log_batch(self.run_id, metrics=metrics))
 
+    def log_curve(self, curve: Sequence[dict[str, Any]]) -> bool:
+        """Epochs of a record's curve at once (a backfill), in batches MLflow accepts."""
         now = int(time.time() * 1000)
-        metrics = [Metric("train_loss", float(train_loss), now, epoch)]
-        metrics += [Metric(f"valid_{metric_name(k)}", float(v), now, epoch) for k, v in valid.items()]
-        retry(lambda: self.client.log_batch(self.run_id, metrics=metrics))
+        metrics = [m for e in curve
+                   for m in epoch_metrics(e["epoch"], e.get("train_loss"), e.get("valid_result") or {}, now)]
+        return all(Outage.call(self.uri, "a trial's curve", partial(self.client.log_batch, self.run_id,
+                                                                     metrics=metrics[start:start + 900]))
+                   for start in range(0, len(metrics), 900))
 
     def finish(self, state: TrialState, summary: dict[str, Any],
                artifacts: dict[str, Path | str] | None = None) -> None:
@@ -166,15 +254,17 @@ class MlflowRun(TrialRun):
         tags = [RunTag("state", state.value)]
         if summary.get("error"):
             tags.append(RunTag("error", str(summary["error"])[:5000]))
-        retry(lambda: self.client.log_batch(self.run_id, metrics=metrics, tags=tags))
+        Outage.call(self.uri, "a trial's results",
+                    partial(self.client.log_batch, self.run_id, metrics=metrics, tags=tags))
         for name, content in (artifacts or {}).items():
             if isinstance(content, Path):
-                retry(partial(self.client.log_artifact, self.run_id, str(content)))
+                Outage.call(self.uri, f"artifact {name}", partial(self.client.log_artifact, self.run_id, str(content)))
             else:
-                retry(partial(self.client.log_text, self.run_id, content, name))
-        retry(lambda: self.client.set_terminated(self.run_id, state.mlflow_status))
+                Outage.call(self.uri, f"artifact {name}", partial(self.client.log_text, self.run_id, content, name))
+        Outage.call(self.uri, "a trial's end", lambda: self.client.set_terminated(self.run_id, state.mlflow_status))
 
 
+PARENT = "the study's parent run"  # what a warning names
 VIEW_KEY = "seqtune"  # the experiment's shared view (MLflow UI: #/experiments/<id>/runs?viewStateShareKey=seqtune)
 BEST_SO_FAR = "best_so_far_valid_{}"  # the parent's anytime curve: step = trials finished
 WALL = "wall_seconds"  # the parent's wall time, summed over the runs of a resumed study
@@ -184,6 +274,8 @@ class MlflowTracker(Tracker):
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, wall_before: float = 0.0) -> None:
         from mlflow.tracking import MlflowClient
 
+        for key, value in CLIENT_DEFAULTS.items():
+            os.environ.setdefault(key, value)
         self.uri = uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -245,15 +337,61 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Param
 
         tags = {"mlflow.parentRunId": self.parent_run_id, "trial_number": str(number)}
-        run = retry(lambda: self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags))
+        what = f"trial {number}'s run"
+        run = Outage.fetch(self.uri, what, partial(self.client.create_run, self.experiment_id,
+                                                   run_name=f"trial-{number}", tags=tags))
+        if run is None:
+            return NullRun()  # the store is down: this trial trains untracked
         run_id = run.info.run_id
         flat = {**flatten(params), "trial_number": str(number)}  # a column of the runs table
-        retry(lambda: self.client.log_batch(run_id, params=[Param(k, v) for k, v in flat.items()]))
-        retry(lambda: self.client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), "config.yaml"))
-        return MlflowRun(self.client, run_id)
+        Outage.call(self.uri, what, partial(self.client.log_batch, run_id,
+                                            params=[Param(k, v) for k, v in flat.items()]))
+        Outage.call(self.uri, what, partial(self.client.log_text, run_id, yaml.safe_dump(config, sort_keys=False),
+                                            "config.yaml"))
+        return MlflowRun(self.client, run_id, self.uri)
+
+    def backfill(self, records: Sequence[TrialRecord], config_of: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Finished trials whose tracking a down store missed: a trial with no run gets one now, a run
+        left RUNNING gets the epochs it lacks and its end (a killed worker's too). One search of the
+        parent's children, then calls only for what is missing."""
+        if self.uri in Outage.down_since and not Outage.probe(self.uri):
+            return
+        quoted = self.parent_run_id.replace("'", "")
+        runs = Outage.fetch(self.uri, PARENT, partial(self.client.search_runs, [self.experiment_id],
+                                                      filter_string=f"tags.`mlflow.parentRunId` = '{quoted}'",
+                                                      max_results=50000))
+        if runs is None:
+            return
+        by_id = {run.info.run_id: run for run in runs}
+        by_number = {run.data.tags.get("trial_number"): run for run in runs}
+        for record in records:
+            found = by_id.get(record.run_id or "") or by_number.get(str(record.number))
+            if not record.state.finished or (found is not None and found.info.status != "RUNNING"):
+                continue
+            if found is None and (record.run_id or record.reused_from is not None):
+                continue  # tracked where it ran (a seed study's reused trial: under the main study)
+            if found is None:
+                try:
+                    config = config_of(record.params)
+                except Exception:  # noqa: BLE001 - a config that no longer resolves: the run goes without it
+                    config = {}
+                started = self.start_trial(record.number, record.params, config)
+                if not isinstance(started, MlflowRun):
+                    return  # down again
+                run, logged = started, set()
+            else:
+                run_id = found.info.run_id
+                run = MlflowRun(self.client, run_id, self.uri)
+                history = Outage.fetch(self.uri, f"trial {record.number}'s run",
+                                       partial(self.client.get_metric_history, run_id, "train_loss"))
+                if history is None:
+                    return
+                logged = {m.step for m in history}
+            if run.log_curve([e for e in record.curve or [] if e["epoch"] not in logged]):
+                run.finish(record.state, record.attrs())
 
     def log_trial_artifact(self, run_id: str, path: Path) -> None:
-        retry(lambda: self.client.log_artifact(run_id, str(path)))
+        Outage.call(self.uri, f"artifact {path.name}", lambda: self.client.log_artifact(run_id, str(path)))
 
     def log_study(self, records: Sequence[TrialRecord], bigger: bool, wall_seconds: float | None = None) -> None:
         from mlflow.entities import Metric, Param, RunTag
@@ -268,7 +406,9 @@ class MlflowTracker(Tracker):
                    for state, n in state_counts(records).items()]
         curve_key = BEST_SO_FAR.format(metric_name(records[0].valid_metric))
         if curve_key not in self._curve_logged:
-            history = retry(lambda: self.client.get_metric_history(run_id, curve_key))
+            history = Outage.fetch(self.uri, PARENT, lambda: self.client.get_metric_history(run_id, curve_key))
+            if history is None:
+                return  # the store is down: the next update brings the parent up to date
             self._curve_logged[curve_key] = max((m.step for m in history), default=0)
         new_points = [p for p in best_so_far(records, bigger) if p[0] > self._curve_logged[curve_key]]
         metrics += [Metric(curve_key, score, int(when * 1000), count) for count, when, score in new_points]
@@ -282,12 +422,13 @@ class MlflowTracker(Tracker):
             tags = [RunTag("best_trial", str(best.number)), *(RunTag(k, v) for k, v in best_params.items())]
         if wall_seconds is not None:
             metrics.append(Metric(WALL, self.wall_before + wall_seconds, now, step))
-        self._log_metrics(metrics, tags)
+        if not self._log_metrics(metrics, tags):
+            return
         if new_points:
             self._curve_logged[curve_key] = new_points[-1][0]
         done = wall_seconds is not None and not any(r.state in (TrialState.WAITING, TrialState.RUNNING)
                                                     for r in records)
-        if best is not None and done:
+        if best is not None and done and self.uri not in Outage.down_since:
             # parameters cannot change ("changing param values is not allowed"), so they are logged once the
             # study has run every trial; until then, and for a later better trial, the tags say it
             with contextlib.suppress(Exception):
@@ -299,18 +440,21 @@ class MlflowTracker(Tracker):
         now = int(time.time() * 1000)
         self._log_metrics([Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()])
 
-    def _log_metrics(self, metrics: list[Any], tags: Sequence[Any] = ()) -> None:
+    def _log_metrics(self, metrics: list[Any], tags: Sequence[Any] = ()) -> bool:
         """Metrics (and tags) on the parent run, in batches MLflow accepts (at most 1000 metrics each)."""
-        for start in range(0, len(metrics), 900):
-            retry(partial(self.client.log_batch, self.parent_run_id, metrics=metrics[start:start + 900],
-                          tags=list(tags)))
+        return all(Outage.call(self.uri, PARENT, partial(self.client.log_batch, self.parent_run_id,
+                                                         metrics=metrics[start:start + 900], tags=list(tags)))
+                   for start in range(0, len(metrics), 900))
 
     def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         for folder, paths in artifacts.items():
             for path in paths:
                 if path.is_file():
-                    retry(partial(self.client.log_artifact, self.parent_run_id, str(path), folder or None))
-        retry(lambda: self.client.set_terminated(self.parent_run_id, "FINISHED"))
+                    Outage.call(self.uri, f"the study's {path.name}",
+                                partial(self.client.log_artifact, self.parent_run_id, str(path), folder or None))
+        if not Outage.call(self.uri, PARENT, lambda: self.client.set_terminated(self.parent_run_id, "FINISHED")):
+            warn("the study's MLflow parent run is not up to date; the same command brings it up to date once "
+                 "MLflow answers (a finished study trains nothing again)")
 
 
 def tracking_uri(cli_value: str | None) -> str:
