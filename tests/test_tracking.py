@@ -227,16 +227,14 @@ def test_a_tracking_server_that_goes_down_costs_no_trial_and_the_same_command_fi
     completes (before: each tracking call failed after ~4 min of retries, and so did the trial), with one
     warning; once the server is back, the same command gives every trial its run, its whole curve and its
     end, and finishes the parent."""
-    import socket
     import subprocess
     import sys
     import time
 
-    from tests.test_ui import serve
+    from tests.conftest import hyper_command, hyper_env
+    from tests.test_ui import free_port, serve
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
               "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
@@ -244,8 +242,6 @@ def test_a_tracking_server_that_goes_down_costs_no_trial_and_the_same_command_fi
     (workdir / "h.test").write_text("learning_rate choice [0.01, 0.005, 0.001]\n")
     args = ["--params_file", "h.test", "--epochs=30", "--stopping_step=100", f"--storage=sqlite:///{workdir / 's.db'}",
             "--study-name", "down", f"--mlflow-uri={uri}"]
-    from tests.conftest import hyper_command, hyper_env
-
     with serve(server, f"{uri}/health", workdir / "server1.log"):
         study = subprocess.Popen(hyper_command(workdir, *args), cwd=workdir, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env=hyper_env())
