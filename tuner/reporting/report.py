@@ -137,6 +137,7 @@ def anytime_png(records: Sequence[TrialRecord], facts: StudyFacts) -> bytes | No
     fig, ax = plt.subplots(figsize=(7, 3.6))
     minutes = [(when - origin) / 60 for _, when, _ in curve]
     ax.step(minutes, [score for *_, score in curve], where="post", marker="o", markersize=3)
+    ax.set_xlim(left=0)  # from the study's start: the time to a first result is part of the curve
     ax.set_xlabel("minutes since the first trial started")
     ax.set_ylabel(f"best valid {facts.metric}")
     ax.grid(alpha=0.3)
