@@ -60,9 +60,9 @@ class Outage:
     """Tracking never costs a trial. During a study a tracking call that fails is dropped with a warning
     and the trial trains on; a store that does not answer (refused, timed out, a 5xx) is marked down for
     this process, and every later call is skipped (no minutes of retries per epoch) until a probe, at most
-    every PROBE_SECONDS, finds it answering again. What was skipped is not replayed: the study's own
-    results (its storage, results.csv, report.html) have it, and the parent run is brought up to date by
-    the next update, or by the same command once the store answers."""
+    every PROBE_SECONDS, finds it answering again. The study's own results (its storage, results.csv,
+    report.html) keep everything; ``MlflowTracker.backfill`` gives MLflow what it missed at the end of the
+    run, or when the same command runs again once the store answers."""
 
     down_since: dict[str, float] = {}  # uri -> monotonic time of the last failure (this process)
     last_probe: dict[str, float] = {}
@@ -111,7 +111,7 @@ class Outage:
             if first:
                 warn(f"MLflow at {redact_credentials(uri)} does not answer ({what}: {reason[:200]}); training goes "
                      f"on, tracking resumes when it answers (looked at every {PROBE_SECONDS:.0f} s); what it "
-                     "missed is in the study's results")
+                     "missed is filled in at the end")
         elif reason not in cls.warned:
             cls.warned.add(reason)
             warn(f"MLflow refused {what} ({reason[:300]}); training goes on")
@@ -213,6 +213,15 @@ def git_commit() -> str | None:
         return None
 
 
+def log_in_batches(client: Any, uri: str, what: str, run_id: str, metrics: list[Any],
+                   tags: Sequence[Any] = ()) -> bool:
+    """Metrics (and tags) on one run, in batches MLflow accepts (at most 1000 metrics each); False: a
+    batch failed or was skipped (Outage)."""
+    return all(Outage.call(uri, what, partial(client.log_batch, run_id, metrics=metrics[start:start + 900],
+                                              tags=list(tags)))
+               for start in range(0, len(metrics), 900))
+
+
 def epoch_metrics(epoch: int, train_loss: float | None, valid: dict[str, float], now: int) -> list[Any]:
     from mlflow.entities import Metric
 
@@ -221,6 +230,8 @@ def epoch_metrics(epoch: int, train_loss: float | None, valid: dict[str, float],
 
 
 class MlflowRun(TrialRun):
+    run_id: str  # always one: a run that could not be created is a NullRun
+
     def __init__(self, client: Any, run_id: str, uri: str) -> None:
         self.client = client
         self.run_id = run_id
@@ -235,9 +246,7 @@ class MlflowRun(TrialRun):
         now = int(time.time() * 1000)
         metrics = [m for e in curve
                    for m in epoch_metrics(e["epoch"], e.get("train_loss"), e.get("valid_result") or {}, now)]
-        return all(Outage.call(self.uri, "a trial's curve", partial(self.client.log_batch, self.run_id,
-                                                                     metrics=metrics[start:start + 900]))
-                   for start in range(0, len(metrics), 900))
+        return log_in_batches(self.client, self.uri, "a trial's curve", self.run_id, metrics)
 
     def finish(self, state: TrialState, summary: dict[str, Any],
                artifacts: dict[str, Path | str] | None = None) -> None:
@@ -353,9 +362,7 @@ class MlflowTracker(Tracker):
     def backfill(self, records: Sequence[TrialRecord], config_of: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         """Finished trials whose tracking a down store missed: a trial with no run gets one now, a run
         left RUNNING gets the epochs it lacks and its end (a killed worker's too). One search of the
-        parent's children, then calls only for what is missing."""
-        if self.uri in Outage.down_since and not Outage.probe(self.uri):
-            return
+        parent's children (skipped while the store is down), then calls only for what is missing."""
         quoted = self.parent_run_id.replace("'", "")
         runs = Outage.fetch(self.uri, PARENT, partial(self.client.search_runs, [self.experiment_id],
                                                       filter_string=f"tags.`mlflow.parentRunId` = '{quoted}'",
@@ -441,10 +448,7 @@ class MlflowTracker(Tracker):
         self._log_metrics([Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()])
 
     def _log_metrics(self, metrics: list[Any], tags: Sequence[Any] = ()) -> bool:
-        """Metrics (and tags) on the parent run, in batches MLflow accepts (at most 1000 metrics each)."""
-        return all(Outage.call(self.uri, PARENT, partial(self.client.log_batch, self.parent_run_id,
-                                                         metrics=metrics[start:start + 900], tags=list(tags)))
-                   for start in range(0, len(metrics), 900))
+        return log_in_batches(self.client, self.uri, PARENT, self.parent_run_id, metrics, tags)
 
     def finish_study(self, artifacts: dict[str, list[Path]]) -> None:
         for folder, paths in artifacts.items():
