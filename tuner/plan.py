@@ -115,14 +115,27 @@ class OthersLoad:
 
     def __exit__(self, *exc: object) -> None:
         machine, own, tic = self._start
-        now, own_now = machine_busy_seconds(), tree_cpu_seconds(os.getpid())
-        if machine is None or now is None or own is None or own_now is None:
-            return
-        others = (now - machine) - (own_now - own)
+        while True:
+            now, own_now = machine_busy_seconds(), tree_cpu_seconds(os.getpid())
+            if machine is None or now is None or own is None or own_now is None:
+                return
+            others = (now - machine) - (own_now - own)
+            elapsed = max(time.monotonic() - tic, 1e-6)
+            # a block too short for a busy machine's share to rise above the noise (a toy dataset's
+            # epoch: 40 ms) is watched on until it is long enough: else it reads "quiet" and is cached
+            if exc[0] is not None or others >= NOISE_SECONDS or elapsed >= min_window_seconds():
+                break
+            time.sleep(min(0.05, min_window_seconds() - elapsed))
         # /proc counts CPU time in clock ticks (10 ms), per process: over a short block that rounding alone
         # reads as whole cores (a 20 ms block read 0-2.9 on an idle machine), so less than NOISE_SECONDS
         # of others' time counts as none
-        self.cores = others / max(time.monotonic() - tic, 1e-6) if others >= NOISE_SECONDS else 0.0
+        self.cores = others / elapsed if others >= NOISE_SECONDS else 0.0
+
+
+def min_window_seconds() -> float:
+    """How long OthersLoad watches at least: long enough that others keeping ``BUSY_SHARE`` of the cores
+    busy add up to NOISE_SECONDS of CPU time (0.4 s on 2 cores)."""
+    return NOISE_SECONDS / (BUSY_SHARE * cpu_count())
 
 
 def epoch_cost(request: StudyRequest, params: dict[str, Any], threads: int,
