@@ -103,3 +103,46 @@ def test_a_progress_poll_stuck_on_the_storage_does_not_hold_the_exit(monkeypatch
     with progress.ProgressPoller(snapshot, polls.append):  # type: ignore[arg-type]
         time.sleep(1.2)  # the poller is in its first read by now
     assert time.monotonic() - tic < 5 and polls == ["final"]
+
+
+SQLALCHEMY_SCRIPT = """
+import logging
+import sqlalchemy
+from sqlalchemy import event
+{install}
+engine = sqlalchemy.create_engine("sqlite://")
+pool_errors = {{"broken": False}}
+
+@event.listens_for(engine, "reset")
+def reset(dbapi_connection, record, state):  # as a Ctrl-C arriving while a connection goes back to the pool
+    if pool_errors["broken"]:
+        raise RuntimeError("a real pool error")
+    raise KeyboardInterrupt
+
+try:
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("select 1"))
+    print("lost")
+except KeyboardInterrupt:
+    print("delivered")
+pool_errors["broken"] = True
+try:
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("select 1"))
+except RuntimeError:
+    pass
+"""
+
+
+@pytest.mark.parametrize("install", [
+    "from tuner.interrupts import redeliver_swallowed_interrupts; redeliver_swallowed_interrupts()", ""])
+def test_sqlalchemy_s_log_of_an_interrupt_it_raises_on_is_dropped_and_its_other_errors_kept(install: str) -> None:
+    """A worker's Ctrl-C landed in a pooled connection's reset (CI): SQLAlchemy logged the interrupt with
+    its traceback ("Exception during reset or similar") before raising it on, under the one-line
+    "interrupted: resume with the same command"."""
+    done = subprocess.run([sys.executable, "-c", SQLALCHEMY_SCRIPT.format(install=install)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "delivered", done.stderr
+    interrupt_logged = "KeyboardInterrupt" in done.stderr
+    assert interrupt_logged == (not install), done.stderr
+    assert "RuntimeError: a real pool error" in done.stderr  # a real error still reads as before

@@ -2,11 +2,14 @@
 when that is a finalizer or a weakref callback run by the garbage collector (SQLAlchemy registers
 some), the exception is swallowed and printed as "Exception ignored in ... Traceback", and the process
 goes on as if no key was pressed. The hook below delivers such an interrupt again, in the main thread
-once the collector is done, and prints nothing."""
+once the collector is done, and prints nothing. SQLAlchemy catches one that lands in a connection's
+reset itself, logs it with its traceback ("Exception during reset or similar") and raises it on: that
+log record is dropped too, since the interrupt is ours to report (one line, no traceback)."""
 
 from __future__ import annotations
 
 import _thread
+import logging
 import signal
 import sys
 import threading
@@ -43,9 +46,24 @@ def _redeliver(unraisable: Any) -> None:
     _deliver_soon()
 
 
+class _WithoutInterrupts(logging.Handler):
+    """SQLAlchemy's records, less those that carry an interrupt, passed on to where they went before:
+    the root logger's handlers, else logging's last resort (stderr, warnings and above)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return
+        logging.getLogger().handle(record)
+
+
 def redeliver_swallowed_interrupts() -> None:
-    """Install the hook (idempotent): an interrupt swallowed by a finalizer is raised again."""
+    """Install the hooks (idempotent): an interrupt swallowed by a finalizer is raised again, and
+    SQLAlchemy's log of one it raises on is dropped."""
     sys.unraisablehook = _redeliver
+    sqlalchemy = logging.getLogger("sqlalchemy")
+    if not any(isinstance(h, _WithoutInterrupts) for h in sqlalchemy.handlers):
+        sqlalchemy.addHandler(_WithoutInterrupts())
+        sqlalchemy.propagate = False  # the handler passes on what it keeps
 
 
 STUCK_SECONDS = 90.0  # an interrupted study writes its results in seconds; this long means a lock is stuck
