@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.browser import free_port
 from tests.conftest import ROOT, run_hyper
-from tests.test_ui import free_port
 from tuner.reporting import parse_recbole_output
 
 RUNTIME_ENV = '{"excludes": [".venv", ".git", "tests/screenshots", "ray_results", "*.db", "results"]}'

@@ -231,8 +231,8 @@ def test_a_tracking_server_that_goes_down_costs_no_trial_and_the_same_command_fi
     import sys
     import time
 
+    from tests.browser import free_port, serve
     from tests.conftest import hyper_command, hyper_env
-    from tests.test_ui import free_port, serve
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"

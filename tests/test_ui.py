@@ -2,66 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.browser import browser, free_port, mlflow_server, serve, show_study_chart, show_study_table
 from tests.conftest import run_hyper, with_toy_data
 from tuner.tracking.mlflow_tracker import check_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "tests" / "screenshots"
-
-
-def ensure_chromium() -> None:
-    """Debian's chromium is the browser (Playwright never downloads one); install it when missing."""
-    if not Path(CHROMIUM).exists():
-        subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"], check=False,
-                       capture_output=True, timeout=600)
-    if not Path(CHROMIUM).exists():
-        subprocess.run(["apt-get", "update"], check=False, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"], check=True,
-                       capture_output=True, timeout=600)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(command: list[str], url: str, log: Path, timeout: float = 90) -> Iterator[None]:
-    with log.open("w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.time() > deadline:
-                    raise AssertionError(f"{command[0]} did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.5)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +29,12 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield workdir
 
 
-def browser(playwright):  # type: ignore[no-untyped-def]
-    ensure_chromium()
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-
 def test_mlflow_ui_lists_parent_and_children_and_draws_metric_chart(study: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{study / 'mlflow.db'}",
-               "--artifacts-destination", str(study / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
-    if shutil.which("mlflow"):
-        command = ["mlflow", *command[3:]]
+    command = mlflow_server(study / "mlflow.db", study / "artifacts", port)
     SCREENSHOTS.mkdir(exist_ok=True)
     with serve(command, f"{base}/health", study / "mlflow.log"), sync_playwright() as playwright:
         check_server(base + "/")  # a real server passes run_hyper's check (one that does not: test_tracking)
@@ -123,23 +66,11 @@ def test_mlflow_ui_lists_parent_and_children_and_draws_metric_chart(study: Path)
 
         # the link the CLI prints opens the table with the study's columns: the parent row's best valid
         # MRR@10 shows without a click
-        view = f"{base}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=seqtune"
-        page.goto(view)
-        best = f"{parent.data.metrics['best_valid_mrr_at_10']:.4g}"
-        name_row = page.locator(".ag-row", has=page.get_by_text(parent.info.run_name, exact=True)).first
-        name_row.wait_for(timeout=60_000)  # ag-grid pins the name column: the row's other cells share its index
-        index = name_row.get_attribute("row-index")
-        page.locator(f".ag-center-cols-container .ag-row[row-index='{index}']").get_by_text(
-            best, exact=True).wait_for(timeout=30_000)
-        page.get_by_text("best_valid_mrr_at_10").first.wait_for(timeout=30_000)  # the column's header
+        show_study_table(page, base, experiment.experiment_id, parent.info.run_name,
+                         parent.data.metrics["best_valid_mrr_at_10"])
         page.screenshot(path=str(SCREENSHOTS / "mlflow_study_view.png"))
-
-        page.goto(view.replace("/runs?", "/runs?compareRunsMode=CHART&"))  # the chart view: the anytime curve
-        page.get_by_placeholder("Search metric charts").fill("best_so_far")
-        curve = page.locator(".js-plotly-plot .scatterlayer .trace").first
-        curve.wait_for(timeout=60_000)
+        show_study_chart(page, base, experiment.experiment_id)  # the chart view: the anytime curve
         page.screenshot(path=str(SCREENSHOTS / "mlflow_study_chart.png"))
-
         chromium.close()
 
 
