@@ -40,6 +40,19 @@ def test_ray_from_a_fresh_directory_with_default_tracking_matches_optuna(workdir
     for lr in ("0.01", "0.001"):
         runs = [r for r in seed_rows if r["learning_rate"] == lr]
         assert sorted(int(r["seed"]) for r in runs) == [2020, 2021] and len({r["valid_mrr@10"] for r in runs}) == 2
+    # the same command again on the finished study reports without starting Ray: with a dead cluster
+    # named in RAY_ADDRESS (which ray.init would try) it still ends at once with the same results
+    import subprocess
+
+    from tests.conftest import hyper_command, hyper_env
+
+    result = (fresh / "ray" / "out.result").read_text()
+    again = subprocess.run(hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--epochs=2", "--tool",
+                                         "ray", "--workers", "2", "--output_file", "ray/out.result", "--seeds", "2"),
+                           cwd=fresh, capture_output=True, text=True, timeout=120,
+                           env={**hyper_env(), "RAY_ADDRESS": "127.0.0.1:1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (fresh / "ray" / "out.result").read_text() == result
     optuna = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--output_file", "optuna/out.result",
                        f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow")
     assert optuna.returncode == 0, optuna.stderr

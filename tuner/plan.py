@@ -249,22 +249,12 @@ def pretraining(request: StudyRequest, groups: Sequence[PretrainGroup], threads:
 
 
 def finished_trials(request: StudyRequest) -> int:
-    """Trials the stored study already finished (a resume runs only the rest); 0 for a new study. Reads
-    the storage only where it exists: a plan creates nothing."""
-    import optuna
+    """Trials the stored study already finished (a resume runs only the rest); 0 for a new study. A plan
+    creates nothing (stored_trials only reads)."""
+    from tuner.backends.optuna.storage import stored_trials
 
-    from tuner.backends.optuna.storage import make_storage, storage_url
-
-    url = storage_url(request.storage)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return 0
-    storage = make_storage(url, None)  # a refused connection is StorageError: no study can run either
-    try:
-        study = optuna.load_study(study_name=request.study_name, storage=storage)
-    except KeyError:  # no study of that name yet
-        return 0
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=done))
+    trials = stored_trials(request.storage, request.study_name) or []
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from models.errors import SeqtuneError
 from tuner.backends.base import Backend, StudyPlan
 from tuner.backends.optuna.records import remaining, snapshot
-from tuner.backends.optuna.storage import WORKER_ATTR, StudyStore, make_sampler, storage_url, this_worker
+from tuner.backends.optuna.storage import WORKER_ATTR, StudyStore, make_sampler, storage_url, stored_trials, this_worker
 from tuner.objective import Reporter, run_trial
 from tuner.reporting.progress import ProgressCallback, ProgressPoller
 from tuner.trial import TrialRecord, failure_message
@@ -188,7 +188,11 @@ class RayBackend(Backend):
         return self.collect(plan)
 
     def prepare(self, plan: StudyPlan) -> None:
-        self.connect()  # a trial that fits nowhere is said before the study or its tracking is written
+        # Ray first where there is work, so that a trial that fits nowhere is said before the study or its
+        # tracking is written; a finished study (the same command again) reports without starting Ray
+        stored = stored_trials(plan.storage, plan.study_name)
+        if stored is None or remaining(stored, plan) or any(t.state.name == "RUNNING" for t in stored):
+            self.connect()
         super().prepare(plan)
 
     def connect(self) -> bool:

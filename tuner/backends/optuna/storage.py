@@ -59,6 +59,21 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def stored_trials(url: str, study_name: str) -> list[FrozenTrial] | None:
+    """The trials of the stored study ``study_name``, or None where there is no such study. Reads the
+    storage only where it exists (a sqlite file that is not there is not created): a look creates nothing."""
+    import optuna
+
+    url = storage_url(url)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return None
+    storage = make_storage(url, None)  # a refused connection is StorageError: no study can run either
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # no study of that name yet
+        return None
+
+
 class StorageError(SeqtuneError):
     """The study storage cannot be opened: no study can run, so a plan stops on it too."""
 
