@@ -40,18 +40,22 @@ def test_ray_from_a_fresh_directory_with_default_tracking_matches_optuna(workdir
     for lr in ("0.01", "0.001"):
         runs = [r for r in seed_rows if r["learning_rate"] == lr]
         assert sorted(int(r["seed"]) for r in runs) == [2020, 2021] and len({r["valid_mrr@10"] for r in runs}) == 2
-    # the same command again on the finished study reports without starting Ray: with a dead cluster
-    # named in RAY_ADDRESS (which ray.init would try) it still ends at once with the same results
+    # the same command again on the finished study reports without starting Ray: no session of a local
+    # Ray is made in RAY_TMPDIR (where Ray keeps its sessions), and the results are the same
     import subprocess
+    import tempfile
 
     from tests.conftest import hyper_command, hyper_env
 
     result = (fresh / "ray" / "out.result").read_text()
-    again = subprocess.run(hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--epochs=2", "--tool",
-                                         "ray", "--workers", "2", "--output_file", "ray/out.result", "--seeds", "2"),
-                           cwd=fresh, capture_output=True, text=True, timeout=120,
-                           env={**hyper_env(), "RAY_ADDRESS": "127.0.0.1:1"})
-    assert again.returncode == 0, again.stderr[-3000:]
+    with tempfile.TemporaryDirectory(dir="/tmp") as ray_tmp:  # short: Ray's socket paths live under it
+        again = subprocess.run(hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--epochs=2",
+                                             "--tool", "ray", "--workers", "2", "--output_file", "ray/out.result",
+                                             "--seeds", "2"),
+                               cwd=fresh, capture_output=True, text=True, timeout=300,
+                               env={**hyper_env(), "RAY_TMPDIR": ray_tmp})
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert list(Path(ray_tmp).iterdir()) == []
     assert (fresh / "ray" / "out.result").read_text() == result
     optuna = run_hyper(workdir, "--params_file", "h.test", "--epochs=2", "--output_file", "optuna/out.result",
                        f"--storage=sqlite:///{workdir / 's.db'}", "--no-mlflow")
@@ -174,6 +178,51 @@ def test_a_trial_larger_than_the_local_ray_cluster_is_one_line_before_anything_i
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert errors[0].startswith("error: no trial fits this Ray cluster: --cpus-per-trial 1000, the cluster has ")
     assert set(workdir.rglob("*")) == before  # no study, no MLflow run, no results
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("127.0.0.1:{closed}", "--ray-address '127.0.0.1:{closed}': no Ray head answers at 127.0.0.1:{closed} "
+                           "(Connection refused)"),
+    ("ray://127.0.0.1:{closed}", "no Ray head answers at 127.0.0.1:{closed}"),
+    ("headnode", "--ray-address 'headnode': expected HOST:PORT of a Ray head"),
+    ("10.0.0.1:port", "expected HOST:PORT"),
+])
+@pytest.mark.timeout(120)  # the bug this guards against waits for ever
+def test_a_ray_address_where_no_head_answers_is_one_line_before_anything_runs(
+        workdir: Path, address: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """ray.init waited for ever on a head that is not there (minutes of GCS retries, then a kill)."""
+    from tests.conftest import hyper_command, hyper_in_process
+
+    closed = free_port()  # bound, then released: nothing listens there
+    (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
+    before = set(workdir.rglob("*"))
+    code, stderr = hyper_in_process(hyper_command(workdir, "--params_file", "h.test", "--tool", "ray",
+                                                  "--ray-address", address.format(closed=closed)), workdir, capsys)
+    assert code == 2 and stderr.strip().splitlines() == [stderr.strip()], stderr
+    assert stderr.startswith("error: ") and message.format(closed=closed) in stderr, stderr
+    assert set(workdir.rglob("*")) == before
+
+
+def test_the_ray_address_check_passes_a_listening_head_and_reads_ray_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from models.errors import SeqtuneError
+    from tuner.backends.ray_backend import check_ray_address, cluster_address
+
+    with socket.socket() as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        port = head.getsockname()[1]
+        check_ray_address(f"127.0.0.1:{port}")
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        check_ray_address(None)
+        assert cluster_address(None) == ("RAY_ADDRESS", f"127.0.0.1:{port}")  # joined, not started here
+    with pytest.raises(SeqtuneError, match=rf"^RAY_ADDRESS '127.0.0.1:{port}': no Ray head answers"):
+        check_ray_address(None)
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    assert cluster_address(None) == ("RAY_ADDRESS", None)
+    check_ray_address("auto")  # Ray's own lookup, said by ray.init
 
 
 def test_the_fit_check_names_what_is_short_and_only_warns_where_a_node_may_join(

@@ -266,6 +266,10 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
     from tuner.backends.optuna.storage import check_storage_url
 
     check_storage_url(args.storage)
+    if tool == "ray":
+        from tuner.backends.ray_backend import check_ray_address
+
+        check_ray_address(args.ray_address)
     if args.pruner == "asha" and tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
     if tool == "ray" and args.pruner in ("median", "hyperband", "halving", "sync-halving"):

@@ -201,13 +201,17 @@ class RayBackend(Backend):
         import ray
 
         if self._started_here is None:
-            self._started_here = not ray.is_initialized() and not self.address
+            source, named = cluster_address(self.address)
+            self._started_here = not ray.is_initialized() and named is None
             if not ray.is_initialized():
                 for key, value in LOOPBACK_ENV.items():  # keep a local Ray's sockets on 127.0.0.1
                     os.environ.setdefault(key, value)
                 extra: dict[str, Any] = ({"_node_ip_address": "127.0.0.1", "include_dashboard": False}
                                          if self._started_here else {})
-                ray.init(address=self.address, log_to_driver=False, configure_logging=False, **extra)
+                try:
+                    ray.init(address=self.address, log_to_driver=False, configure_logging=False, **extra)
+                except ConnectionError as exc:  # 'auto' with no cluster on this machine
+                    raise SeqtuneError(f"{source} {named!r}: {str(exc).splitlines()[0]}") from None
             self.check_fits(ray.cluster_resources(), fixed=self._started_here)
         return self._started_here
 
@@ -227,6 +231,44 @@ class RayBackend(Backend):
             raise SeqtuneError(f"no trial fits this Ray cluster: {'; '.join(short)}")
         print(f"warning: no trial fits the Ray cluster now ({'; '.join(short)}): they wait until a node that "
               "can hold one joins", file=sys.stderr)
+
+
+RAY_CHECK_SECONDS = 10.0  # a head that does not accept a connection in this long is taken as absent
+
+
+def cluster_address(address: str | None) -> tuple[str, str | None]:
+    """Where Ray will be joined: (what named it, the address), or (..., None) for a cluster started here.
+    ray.init(address=None) joins $RAY_ADDRESS when it is set (``ray job submit`` sets it for its driver)."""
+    if address:
+        return "--ray-address", address
+    named = os.environ.get("RAY_ADDRESS") or None
+    return "RAY_ADDRESS", None if named == "local" else named
+
+
+def check_ray_address(address: str | None) -> None:
+    """A cluster named by --ray-address (or $RAY_ADDRESS) accepts a connection, checked once before the
+    study: ray.init waits for ever on a head that is not there (its GCS client retries without end).
+    ``auto`` is Ray's own lookup of this machine's cluster; ray.init says at once when it finds none."""
+    import socket
+    import urllib.parse
+
+    source, named = cluster_address(address)
+    if named is None or named == "auto":
+        return
+    parts = urllib.parse.urlsplit(named if "://" in named else f"ray://{named}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None:
+        raise SeqtuneError(f"{source} {named!r}: expected HOST:PORT of a Ray head (ray start --head prints it), "
+                           "ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, port), timeout=RAY_CHECK_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or f"no answer in {RAY_CHECK_SECONDS:.0f} s"
+        raise SeqtuneError(f"{source} {named!r}: no Ray head answers at {host}:{port} ({reason}); expected the "
+                           "address of a running cluster (ray start --head prints it) or auto") from None
 
 
 def _portable_plan(plan: StudyPlan) -> StudyPlan:
