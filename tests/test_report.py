@@ -3,6 +3,7 @@ learning curves drawn, text escaped, and nothing that would fetch from a network
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from tuner.reporting.report import SECTIONS, StudyFacts, render, write_report
 from tuner.trial import TrialRecord, TrialState
 
-FACTS = StudyFacts("s<1>", "GRU4Rec", "toy", "MRR@10", True, ("plan: 3 trials (grid)",), "run_hyper.py --x", 12.0,
+FACTS = StudyFacts("s<1>", "GRU4Rec", "toy", "MRR@10", True, ("plan: 3 trials (grid)",), "run_hyper.py --x", 12.0, 12.0,
                    "http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=seqtune")
 
 
@@ -45,6 +46,8 @@ def test_every_section_with_its_content(tmp_path: Path) -> None:
     assert "needs at least two finished trials" in page
     assert "needs two searched parameters and two finished trials" in page
     assert "viewStateShareKey=seqtune" in page
+    resumed = render(dataclasses.replace(FACTS, study_seconds=12.0 + 3600.0), records(), {})
+    assert "this run took 12 s, the study 60 min over every run of it." in resumed
 
 
 def test_text_is_escaped_and_nothing_is_fetched() -> None:

@@ -56,6 +56,20 @@ def test_claim_is_exactly_once_and_the_grid_runs_out(plan: StudyPlan) -> None:
     assert len(store.trials()) == 2 and remaining(store.trials(), plan) == 0
 
 
+def test_the_study_s_wall_time_is_the_union_of_its_commands_spans(plan: StudyPlan) -> None:
+    """Each command keeps its span in the study: runs one after another add up, drivers side by side
+    count once, and a second handle on the study (another driver) sees every span."""
+    from tuner.backends.optuna.storage import union_length
+
+    store = StudyStore.open(plan, create=True)
+    assert store.record_run(100.0, 110.0) == pytest.approx(10.0)
+    assert store.record_run(105.0, 120.0) == pytest.approx(20.0)  # overlaps the first: side by side
+    other = StudyStore.open(plan, create=False)
+    assert other.record_run(200.0, 205.0) == pytest.approx(25.0)  # a resume, later
+    assert union_length([(0, 1), (0.5, 0.6), (2, 3)]) == pytest.approx(2.0)  # one inside another
+    assert union_length([]) == 0.0
+
+
 def test_a_sampled_study_stops_at_its_budget_counting_running_trials(plan: StudyPlan) -> None:
     tpe = dataclasses.replace(plan, algo="tpe", n_trials=2, study_name="tpe")
     store = claiming_store(StudyStore.open(tpe, create=True, heartbeat=False), tpe, "me:1")

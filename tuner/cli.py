@@ -140,7 +140,8 @@ class StudyRun:
     interrupted: bool
     tracker: Tracker
     study: Any  # the optuna.Study (plots)
-    seconds: float  # this run's wall time (a resumed study adds to its earlier runs')
+    seconds: float  # this run's wall time
+    study_seconds: float  # the study's: every command that ran it (StudyStore.record_run)
 
 
 def show_plan(request: StudyRequest) -> tuple[float | None, list[str]]:
@@ -193,7 +194,7 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
     backend.prepare(plan)
     tracker = start_tracking(request, plan)
     plan.tracker = tracker.handle()
-    tic = time.monotonic()
+    tic, started_at = time.monotonic(), time.time()
     if plan.budget and plan.timeout is not None and started is not None:
         plan.timeout = max(1.0, plan.timeout - (tic - started))
     limit = None if plan.timeout is None else ("budget" if plan.budget else "timeout", plan.timeout)
@@ -212,7 +213,9 @@ def run_study(request: StudyRequest, plan: StudyPlan, seconds_per_trial: float |
         records, interrupted = backend.collect(plan), True
     finally:
         display.close()
-    return StudyRun(plan, records, interrupted, tracker, backend.study(), time.monotonic() - tic)
+    seconds = time.monotonic() - tic
+    study_seconds = backend.opened().record_run(started_at, started_at + seconds)
+    return StudyRun(plan, records, interrupted, tracker, backend.study(), seconds, study_seconds)
 
 
 def follow_on_parent(tracker: Tracker, backend: Backend, plan: StudyPlan) -> ProgressCallback:
@@ -272,7 +275,7 @@ def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name
         write_text(written[-1], best_config_yaml(plan.spec.model, plan.spec.dataset, plan.spec.overrides, best.params))
     plots = write_plots(study.study, output.parent / "plots" / ("" if main_study else "seeds"))
     facts = StudyFacts(plan.study_name, plan.spec.model, plan.spec.dataset, request.valid_metric,
-                       plan.direction_bigger, tuple(plan_lines), request.command, study.seconds,
+                       plan.direction_bigger, tuple(plan_lines), request.command, study.seconds, study.study_seconds,
                        study.tracker.view_url())
     report = output.parent / ("report.html" if main_study else "seeds_report.html")
     written.append(write_report(report, facts, records, {p.stem: p for p in plots}))
@@ -282,7 +285,7 @@ def write_results(request: StudyRequest, study: StudyRun, output: Path, csv_name
     if best is not None and best.run_id and checkpoint and checkpoint.is_file() and not plan.spec.log_checkpoints:
         study.tracker.log_trial_artifact(best.run_id, checkpoint)
     study.tracker.backfill(records, lambda params: plan.spec.config(params).to_dict())
-    study.tracker.log_study(records, plan.direction_bigger, study.seconds)
+    study.tracker.log_study(records, plan.direction_bigger, study.study_seconds)
     study.tracker.finish_study({"": written, "plots": plots})
     return best
 

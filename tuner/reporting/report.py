@@ -43,6 +43,7 @@ class StudyFacts:
     plan_lines: tuple[str, ...]  # the plan as printed before the study ran
     command: str
     seconds: float  # this run's wall time
+    study_seconds: float  # the study's, over every command that ran it
     tracking_url: str | None = None  # the study in the MLflow UI (a link: the report itself fetches nothing)
 
 
@@ -65,7 +66,9 @@ def render(facts: StudyFacts, records: Sequence[TrialRecord], plots: dict[str, P
 
     happened = [f"{len(records)} trials: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
                 f"{counts[TrialState.FAIL]} failed, {counts[TrialState.WAITING]} waiting, "
-                f"{counts[TrialState.RUNNING]} running; this run took {format_duration(facts.seconds)}."]
+                f"{counts[TrialState.RUNNING]} running; this run took {format_duration(facts.seconds)}"
+                + ("." if facts.study_seconds <= facts.seconds + 1 else
+                   f", the study {format_duration(facts.study_seconds)} over every run of it.")]
     if best is not None:
         happened.append(f"Best: trial {best.number}, valid {esc(facts.metric)} {best.best_valid_score:.4f}, "
                         f"test {esc(facts.metric)} {best.test_result.get(facts.metric.lower(), float('nan')):.4f}, "

@@ -276,11 +276,11 @@ class MlflowRun(TrialRun):
 PARENT = "the study's parent run"  # what a warning names
 VIEW_KEY = "seqtune"  # the experiment's shared view (MLflow UI: #/experiments/<id>/runs?viewStateShareKey=seqtune)
 BEST_SO_FAR = "best_so_far_valid_{}"  # the parent's anytime curve: step = trials finished
-WALL = "wall_seconds"  # the parent's wall time, summed over the runs of a resumed study
+WALL = "wall_seconds"  # the parent's: the study's wall time over every command that ran it
 
 
 class MlflowTracker(Tracker):
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, wall_before: float = 0.0) -> None:
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
         from mlflow.tracking import MlflowClient
 
         for key, value in CLIENT_DEFAULTS.items():
@@ -289,7 +289,6 @@ class MlflowTracker(Tracker):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.client = MlflowClient(tracking_uri=uri)
-        self.wall_before = wall_before  # earlier runs' wall time (a resumed study)
         self._curve_logged: dict[str, int] = {}  # the best-so-far steps already on the parent
 
     @staticmethod
@@ -314,8 +313,7 @@ class MlflowTracker(Tracker):
                 retry(partial(client.log_text, parent_run_id, text, name))
             return MlflowTracker(uri, experiment_id, parent_run_id)
         retry(lambda: client.update_run(parent_run_id, status="RUNNING"))
-        wall_before = retry(lambda: client.get_run(parent_run_id)).data.metrics.get(WALL, 0.0)
-        return MlflowTracker(uri, experiment_id, parent_run_id, wall_before)
+        return MlflowTracker(uri, experiment_id, parent_run_id)
 
     def share_view(self, valid_metric: str, params: Sequence[str]) -> None:
         """The experiment's shared view: the runs table with the study's columns selected (the parent row
@@ -428,7 +426,7 @@ class MlflowTracker(Tracker):
             best_params = {f"best.{k}": v for k, v in flatten(best.params).items()}
             tags = [RunTag("best_trial", str(best.number)), *(RunTag(k, v) for k, v in best_params.items())]
         if wall_seconds is not None:
-            metrics.append(Metric(WALL, self.wall_before + wall_seconds, now, step))
+            metrics.append(Metric(WALL, wall_seconds, now, step))
         if not self._log_metrics(metrics, tags):
             return
         if new_points:

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +39,7 @@ SPACE_ATTR = "seqtune:space"  # what the study was created for: a resumed run mu
 READY_ATTR = "seqtune:grid_ready"  # set once the creator has queued every grid point
 WORKER_ATTR = "worker"  # host:pid of the process running a trial (TrialRecord.worker)
 RUN_ATTRS = ("error", "resumed_epochs", "resume_state")  # a record's attributes that are None when not set
+RAN_ATTR = "seqtune:ran:"  # + host:pid:start, a study attribute per command that ran it: its [start, end]
 ORPHAN_SECONDS = 10.0  # a claim's two writes take milliseconds; an ownerless RUNNING trial this old is orphaned
 
 
@@ -76,6 +77,16 @@ def stored_trials(url: str, study_name: str) -> list[FrozenTrial] | None:
 
 class StorageError(SeqtuneError):
     """The study storage cannot be opened: no study can run, so a plan stops on it too."""
+
+
+def union_length(spans: Iterable[Sequence[float]]) -> float:
+    """The length of the union of [start, end] spans."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted((float(a), float(b)) for a, b in spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def check_storage_url(url: str) -> None:
@@ -229,6 +240,16 @@ class StudyStore:
                                "different model, dataset or search space; pick another --study-name")
         if self.study.direction.name.lower() != direction:
             raise SeqtuneError(f"study {plan.study_name!r} optimises in the other direction; pick another --study-name")
+
+    def record_run(self, started: float, ended: float) -> float:
+        """Keep one command's span of wall-clock time (unix seconds) in the study; return the study's wall
+        time, the length of the union of every command's span: a resumed study adds its runs, drivers
+        running side by side count once. Kept in the study, not only in tracking, so that an MLflow outage
+        loses none of it."""
+        self.storage.set_study_user_attr(self.study_id, f"{RAN_ATTR}{this_worker()}:{started:.3f}", [started, ended])
+        spans = [value for key, value in self.storage.get_study_user_attrs(self.study_id).items()
+                 if key.startswith(RAN_ATTR)]
+        return union_length(spans)
 
     def using(self, study: optuna.Study) -> StudyStore:
         """This store reading through ``study`` (another Study object on the same storage: a worker's
