@@ -285,10 +285,12 @@ def _assert_finished_once(workdir: Path, db: Path, points: int) -> None:
 
 
 def test_kill_9_of_the_driver_takes_its_workers_down_and_the_study_resumes(workdir: Path) -> None:
+    """kill -9: nothing of the driver runs on, and the same command finishes every point once. The killed
+    trials' MLflow runs, left RUNNING, are ended by the resume as FAILED with why, beside their retries'."""
     (workdir / "h.test").write_text(KILL_SPACE)
     db = workdir / "s.db"
     args = ["--params_file", "h.test", "--epochs=40", "--stopping_step=100", f"--storage=sqlite:///{db}",
-            "--study-name", "killme", "--workers", "2", "--no-mlflow"]
+            "--study-name", "killme", "--workers", "2", f"--mlflow-uri=sqlite:///{workdir / 'mlflow.db'}"]
     victim = _start_and_wait(workdir, args, db)
     workers = _children(victim.pid)
     assert len(workers) >= 2
@@ -299,11 +301,27 @@ def test_kill_9_of_the_driver_takes_its_workers_down_and_the_study_resumes(workd
     while time.time() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers), "workers outlived their driver"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    left = client.search_runs([client.get_experiment_by_name("GRU4Rec-toy").experiment_id],
+                              "tags.`mlflow.parentRunId` != ''")
+    assert "RUNNING" in [r.info.status for r in left]  # what the kill left: the path the resume must end
 
     proc = run_hyper(workdir, *args)
     assert proc.returncode == 0, proc.stderr
     _assert_finished_once(workdir, db, 4)
     assert finished_before <= {tuple(sorted(p.items())) for _, s, p in study_rows(db) if s == "COMPLETE"}
+    runs = client.search_runs([client.get_experiment_by_name("GRU4Rec-toy").experiment_id])
+    children = {int(r.data.tags["trial_number"]): r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    states = {number: state for number, state, _ in study_rows(db)}
+    assert sorted(children) == sorted(states)  # one run per trial, the killed ones' included
+    killed = [n for n, state in states.items() if state == "FAIL"]
+    assert killed, states  # the trials running at the kill (--workers 2: at least one)
+    for number, run in children.items():
+        assert run.info.status == ("FAILED" if number in killed else "FINISHED"), (number, run.info.status)
+    assert all("died" in children[n].data.tags.get("error", "") for n in killed), [children[n].data.tags
+                                                                                   for n in killed]
 
 
 @pytest.mark.parametrize(("tool", "workers"), [("optuna", "1"), ("optuna", "2"), ("ray", "2")])
