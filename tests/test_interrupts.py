@@ -74,6 +74,36 @@ def test_a_claim_holds_ctrl_c_until_it_ends_whichever_thread_receives_it(send: s
     assert steps == ["both writes done"]
 
 
+def test_ctrl_c_while_optuna_writes_a_trial_s_end_stops_the_worker_with_the_trial_complete() -> None:
+    """A Ctrl-C during Optuna's tell, delivered as the tell returned, left ``_run_trial``'s clean-up on a
+    state it never assigned: an UnboundLocalError replaced the interrupt and the worker died with a
+    traceback (the CI failure of the optuna-2 Ctrl-C test). Now it is delivered once the trial's end is
+    written and ``_run_trial`` has returned: a KeyboardInterrupt, the trial COMPLETE, no next trial."""
+    import signal
+
+    import optuna
+
+    from tuner.backends.optuna.worker import HELD_AFTER_TELL, defer_signals_in_tell, deliver_held_signals
+
+    defer_signals_in_tell()
+    study = optuna.create_study(direction="maximize")
+    write_state = study._storage.set_trial_state_values
+
+    def interrupted_write(*args: object, **kwargs: object) -> bool:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the tell's writes
+        return write_state(*args, **kwargs)
+
+    study._storage.set_trial_state_values = interrupted_write
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            study.optimize(lambda trial: 1.0, n_trials=3, callbacks=[deliver_held_signals])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert raised.value.__context__ is None  # not raised while handling another error
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] and HELD_AFTER_TELL == []
+
+
 def test_a_clean_up_that_hangs_prints_every_threads_stack() -> None:
     script = ("import time\nfrom tuner import interrupts\ninterrupts.STUCK_SECONDS = 0.5\n"
               "interrupts.report_if_stuck()\ndef stuck_in_clean_up():\n    time.sleep(3)\nstuck_in_clean_up()\n")

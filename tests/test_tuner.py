@@ -332,12 +332,14 @@ def test_ctrl_c_writes_full_results_and_the_same_command_resumes(workdir: Path, 
             "--study-name", "ctrlc", "--workers", workers, "--no-mlflow", "--tool", tool]
     victim = _start_and_wait(workdir, args, db)
     if tool == "optuna" and workers == "2":  # forks of the driver's fork server: their own handlers, as spawned
-        pids = [int(json.loads(v).rsplit(":", 1)[1]) for _, key, v in _running_attrs(db) if key == "worker"]
+        pids, deadline = [], time.time() + 10
+        while not pids and time.time() < deadline:  # a trial between its claim's two writes has no owner yet
+            pids = [int(json.loads(v).rsplit(":", 1)[1]) for _, key, v in _running_attrs(db) if key == "worker"]
         assert pids and all(_catches(pid, signal.SIGINT) and _catches(pid, signal.SIGTERM) for pid in pids)
     victim.send_signal(signal.SIGINT)
     _, err = victim.communicate(timeout=120)
     assert victim.returncode == 130, err
-    assert "interrupted: resume with the same command" in err and "Traceback" not in err
+    assert "interrupted: resume with the same command" in err and "Traceback" not in err, err
     rows = study_rows(db)
     assert "RUNNING" not in [s for _, s, _ in rows], (rows, _running_attrs(db), err)  # failed and queued again
     csv_rows = list(csv.DictReader((workdir / "results.csv").open()))

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,13 +98,14 @@ def claiming_store(store: StudyStore, plan: StudyPlan, worker: str, deadline: fl
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
+def signals_deferred(keep: list[int] | None = None) -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends. A claim is two storage writes (RUNNING, then the
     owner); an interrupt between them would leave a RUNNING trial that no one owns, so neither this
     process's cleanup nor the next run's reaping would queue it again. Delivered on exit, the signal
     interrupts a trial that has its owner. Held at the handlers, not with the thread's signal mask: a
     signal sent to the process may reach any of its threads (Optuna's heartbeat, the progress poller),
-    and an interrupt re-delivered by ``tuner.interrupts`` never passes the mask."""
+    and an interrupt re-delivered by ``tuner.interrupts`` never passes the mask. With ``keep``, the held
+    signals go there instead, for the caller to deliver at a point of its choosing."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
@@ -119,15 +120,24 @@ def signals_deferred() -> Iterator[None]:
         for signum, handler in before.items():
             if handler is not None:
                 signal.signal(signum, handler)
+        if keep is not None:
+            keep.extend(held)
+            held.clear()
         for number in held:
             signal.raise_signal(number)  # its own handler runs now, after the block
+
+
+HELD_AFTER_TELL: list[int] = []  # signals that came while Optuna wrote a trial's end, not yet delivered
 
 
 def defer_signals_in_tell() -> None:
     """Optuna records a trial's end (``_tell_with_warning``: its state, values, then the end time) in
     several storage writes after the objective returns. A Ctrl-C landing in between leaves the trial
-    RUNNING, and Optuna's own clean-up then fails on a state it never read (an UnboundLocalError with a
-    traceback). The signal waits until the trial's end is written; then it stops the worker as usual."""
+    RUNNING; one raised as the call returns leaves ``_run_trial``'s ``finally`` reading a state it never
+    assigned. Either way an UnboundLocalError replaces the interrupt, and the worker dies with a traceback.
+    So a signal that comes during the tell is kept until the trial's end is written and ``_run_trial``
+    has returned: ``deliver_held_signals`` (an optimize callback, and run_worker's exit) delivers it, and
+    it stops the worker as usual."""
     from optuna.study import _optimize
 
     tell = _optimize._tell_with_warning
@@ -135,11 +145,18 @@ def defer_signals_in_tell() -> None:
         return
 
     def deferred(*args: Any, **kwargs: Any) -> Any:
-        with signals_deferred():
+        with signals_deferred(keep=HELD_AFTER_TELL):
             return tell(*args, **kwargs)
 
     deferred.signals_deferred = True  # type: ignore[attr-defined]
     _optimize._tell_with_warning = deferred
+
+
+def deliver_held_signals(*_: Any) -> None:
+    """Deliver what ``defer_signals_in_tell`` kept. Optuna calls its callbacks once ``_run_trial`` has
+    returned and before it asks for the next trial: the first safe point after a tell."""
+    while HELD_AFTER_TELL:
+        signal.raise_signal(HELD_AFTER_TELL.pop(0))
 
 
 class BudgetSpent(Exception):
@@ -233,14 +250,16 @@ def run_worker(plan: StudyPlan, deadline: float | None = None, store: StudyStore
         return
     warm_up(plan.spec)
     tracker = open_tracker(plan.tracker)  # one tracking client per worker (MLflow's import paid here)
-    callbacks = [] if plan.algo == "grid" else [
-        optuna.study.MaxTrialsCallback(plan.n_trials, states=(optuna.trial.TrialState.COMPLETE,
-                                                              optuna.trial.TrialState.PRUNED))]
+    callbacks: list[Callable[..., None]] = [deliver_held_signals]
+    if plan.algo != "grid":
+        callbacks.append(optuna.study.MaxTrialsCallback(plan.n_trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                                               optuna.trial.TrialState.PRUNED)))
     timeout = None if deadline is None else max(0.0, deadline - time.time())
     with contextlib.suppress(NothingToRun):  # the grid is exhausted, or the budget taken
         stop_at = deadline if plan.budget else None
         store.study.optimize(partial(objective, plan=plan, store=store, tracker=tracker, stop_at=stop_at),
                              catch=(Exception,), callbacks=callbacks, timeout=timeout)
+    deliver_held_signals()  # optimize ended right after a tell (its timeout, the last trial)
 
 
 # -- worker processes -----------------------------------------------------------------------
