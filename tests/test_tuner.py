@@ -453,6 +453,23 @@ def test_a_config_key_that_prefixes_a_flag_stays_a_config_key(workdir: Path) -> 
     assert alone.base["seed"] == 7 and alone.seeds == 0
 
 
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--ray-address", "auto"], "--ray-address"),
+    (["--cpus-per-trial", "2", "--gpus-per-trial", "0.5"], "--cpus-per-trial, --gpus-per-trial"),
+    (["--ray-storage", "r", "--no-reuse-actors"], "--ray-storage, --no-reuse-actors"),
+])
+def test_ray_flags_without_tool_ray_are_refused(workdir: Path, flags: list[str], named: str) -> None:
+    """They were ignored: a study meant for a cluster ran on this machine under Optuna."""
+    from models.errors import SeqtuneError
+    from tuner.request import resolve
+
+    (workdir / "h.test").write_text("learning_rate choice [0.01]\n")
+    args = hyper_command(workdir, "--params_file", str(workdir / "h.test"), "--no-mlflow", *flags)[2:]
+    with pytest.raises(SeqtuneError, match=f"^{named}: Ray Tune's, but this study runs under optuna; add --tool ray$"):
+        resolve(args)
+    assert resolve([*args, "--tool", "ray"]).tool == "ray"
+
+
 def test_durations() -> None:
     from models.errors import SeqtuneError
     from tuner.request import parse_duration

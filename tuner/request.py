@@ -270,6 +270,13 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
         from tuner.backends.ray_backend import check_ray_address
 
         check_ray_address(args.ray_address)
+    ray_flags = [flag for flag, given in (("--ray-address", args.ray_address is not None),
+                                          ("--cpus-per-trial", args.cpus_per_trial != 1),
+                                          ("--gpus-per-trial", args.gpus_per_trial != 0),
+                                          ("--ray-storage", args.ray_storage is not None),
+                                          ("--no-reuse-actors", not args.reuse_actors)) if given]
+    if ray_flags and tool != "ray":  # else the study runs here, not on the cluster the user named
+        raise SeqtuneError(f"{', '.join(ray_flags)}: Ray Tune's, but this study runs under {tool}; add --tool ray")
     if args.pruner == "asha" and tool != "ray":
         raise SeqtuneError("--pruner asha is Ray Tune's scheduler: use it with --tool ray (optuna: median, hyperband)")
     if tool == "ray" and args.pruner in ("median", "hyperband", "halving", "sync-halving"):
