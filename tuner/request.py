@@ -32,6 +32,9 @@ from tuner.space import Choice, Distribution, SearchSpace, SpaceError, decode_va
 DEFAULT_STORAGE = "sqlite:///seqtune_studies.db"
 
 
+RAY_DESTS = ("ray_address", "cpus_per_trial", "gpus_per_trial", "ray_storage", "reuse_actors")  # --tool ray's
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("run_hyper.py", "Tune a sequential recommender over a RecBole hyper.test search space.")
     recbole = p.add_argument_group("RecBole's flags")
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--quiet", action="store_true", help="no progress display; only the final summary")
     ours.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                       help="print the study plan (trials, workers, estimated wall time) and exit; nothing runs")
-    ray = p.add_argument_group("Ray Tune (--tool ray)")
+    ray = p.add_argument_group("Ray Tune (--tool ray)")  # RAY_DESTS: given without --tool ray, an error
     ray.add_argument("--ray-address", "--ray_address", dest="ray_address", default=None,
                      help="an existing cluster (auto, ray://host:10001); default: start a local Ray")
     ray.add_argument("--cpus-per-trial", "--cpus_per_trial", dest="cpus_per_trial", type=float, default=1,
@@ -177,12 +180,13 @@ def resolve(argv: Sequence[str] | None) -> StudyRequest:
     from models.registry import canonical_model_name
     from tuner.tracking.mlflow_tracker import tracking_uri
 
-    args, overrides = parse_with_overrides(build_parser(), argv)
+    parser = build_parser()
+    args, overrides = parse_with_overrides(parser, argv)
     model = canonical_model_name(args.model)
     tool = "optuna" if args.tool == "hyperopt" else args.tool
     if args.device:
         overrides["device"] = args.device
-    _check_flags(args, tool)
+    _check_flags(parser, args, tool)
     space = parse_space_file(args.params_file)
     space.check_keys(known_keys(model, args.dataset), f"model {model}")
     clash = sorted(set(space.parameters) & set(overrides))
@@ -250,7 +254,7 @@ def _tags(pairs: Sequence[str]) -> dict[str, str]:
     return tags
 
 
-def _check_flags(args: argparse.Namespace, tool: str) -> None:
+def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, tool: str) -> None:
     if args.workers < 1:
         raise SeqtuneError("--workers must be >= 1")
     if args.n_trials is not None and args.n_trials < 1:
@@ -270,11 +274,8 @@ def _check_flags(args: argparse.Namespace, tool: str) -> None:
         from tuner.backends.ray_backend import check_ray_address
 
         check_ray_address(args.ray_address)
-    ray_flags = [flag for flag, given in (("--ray-address", args.ray_address is not None),
-                                          ("--cpus-per-trial", args.cpus_per_trial != 1),
-                                          ("--gpus-per-trial", args.gpus_per_trial != 0),
-                                          ("--ray-storage", args.ray_storage is not None),
-                                          ("--no-reuse-actors", not args.reuse_actors)) if given]
+    ray_flags = [("--no-" if value is False else "--") + dest.replace("_", "-")
+                 for dest in RAY_DESTS if (value := getattr(args, dest)) != parser.get_default(dest)]
     if ray_flags and tool != "ray":  # else the study runs here, not on the cluster the user named
         raise SeqtuneError(f"{', '.join(ray_flags)}: Ray Tune's, but this study runs under {tool}; add --tool ray")
     if args.pruner == "asha" and tool != "ray":
