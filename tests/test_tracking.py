@@ -274,7 +274,7 @@ def test_a_tracking_server_that_goes_down_costs_no_trial_and_the_same_command_fi
     # parent had only the second run's
     import optuna
 
-    spans = [v for k, v in optuna.load_study(study_name="down", storage=f"sqlite:///{workdir / 's.db'}")
-             .user_attrs.items() if k.startswith("seqtune:ran:")]
+    spans = sorted(v for k, v in optuna.load_study(study_name="down", storage=f"sqlite:///{workdir / 's.db'}")
+                   .user_attrs.items() if k.startswith("seqtune:ran:"))  # in time order: the first run first
     assert len(spans) == 2 and spans[0][1] - spans[0][0] > 5  # the first run trained 3 x 30 epochs
     assert parent.data.metrics["wall_seconds"] == pytest.approx(sum(end - start for start, end in spans))
